@@ -72,6 +72,9 @@ func (h *Handler) commandID(r Request) string {
 func (h *Handler) execute(ctx context.Context, r Request, run attempt) (Result, error) {
 	cmdID := h.commandID(r)
 	if r.IdempotencyKey != "" {
+		// The digest of a body holding personal data must not be
+		// reversible by guessing: key it like a pseudonym.
+		r.Digest = h.vault.Pseudonym("request-digest\x00" + r.Digest)
 		rec, err := h.idem.Get(ctx, cmdID)
 		if err != nil {
 			return Result{}, unavailable(err)

@@ -1,0 +1,57 @@
+// Command percorso runs the percorso case-tracking backend (serve) and the
+// tools of its auditors and admins.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "percorso:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `percorso: event-sourced case tracking for public employment offices
+
+Usage:
+  percorso serve [flags]     run the command and query APIs and the projectors
+  percorso help              show this help
+
+Run "percorso serve -h" for the flags.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("a subcommand is required")
+	}
+	switch args[0] {
+	case "serve":
+		cfg, err := parseServeFlags(args[1:], stderr)
+		if err != nil {
+			return err
+		}
+		m := NewMain(cfg, stdout)
+		if err := m.Run(ctx); err != nil {
+			m.Close()
+			return err
+		}
+		<-ctx.Done()
+		return m.Close()
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown subcommand %q", args[0])
+}

@@ -1,0 +1,206 @@
+// Package projections runs projector workers: each consumes the event
+// stream in order from its checkpoint, applies events in batches, and
+// commits the checkpoint with the batch, so every event takes effect exactly
+// once however often the worker is stopped, killed or restarted.
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/percorso/percorso/eventstore"
+	"github.com/percorso/percorso/projections/pg"
+)
+
+// Sink is where a projection applies its batches.
+type Sink interface {
+	Checkpoint(ctx context.Context) (uint64, error)
+	Apply(ctx context.Context, items []pg.Item) error
+}
+
+// Runner feeds one projection from the stream.
+type Runner struct {
+	js     jetstream.JetStream
+	codec  *eventstore.Codec
+	sink   Sink
+	log    *slog.Logger
+	Batch  int           // events per transaction
+	Linger time.Duration // how long a partial batch may wait for more
+
+	applied  atomic.Uint64 // checkpoint after the last commit
+	running  atomic.Bool
+	mu       sync.Mutex
+	poison   *pg.PoisonError
+	notifyMu sync.Mutex
+	waiters  []chan struct{}
+}
+
+// NewRunner returns a runner.
+func NewRunner(js jetstream.JetStream, codec *eventstore.Codec, sink Sink, log *slog.Logger) *Runner {
+	return &Runner{js: js, codec: codec, sink: sink, log: log, Batch: 500, Linger: 5 * time.Millisecond}
+}
+
+// Applied is the stream sequence the projection has applied up to.
+func (r *Runner) Applied() uint64 { return r.applied.Load() }
+
+// Running reports whether the runner is consuming.
+func (r *Runner) Running() bool { return r.running.Load() }
+
+// Poisoned returns the event that stopped the projection, if any.
+func (r *Runner) Poisoned() *pg.PoisonError {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.poison
+}
+
+// Run consumes until ctx ends. A database or stream failure is retried with
+// backoff from the last checkpoint; an event that cannot be applied stops
+// the projection (it is never skipped silently) and Run returns its error.
+func (r *Runner) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := r.consume(ctx)
+		r.running.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var poison *pg.PoisonError
+		if errors.As(err, &poison) {
+			r.mu.Lock()
+			r.poison = poison
+			r.mu.Unlock()
+			r.log.Error("projection stopped on an event it cannot apply", "seq", poison.Seq, "err", poison.Err)
+			return err
+		}
+		r.log.Warn("projection interrupted, resuming from its checkpoint", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (r *Runner) consume(ctx context.Context) error {
+	cp, err := r.sink.Checkpoint(ctx)
+	if err != nil {
+		return fmt.Errorf("reading checkpoint: %w", err)
+	}
+	r.setApplied(cp)
+	cons, err := r.js.OrderedConsumer(ctx, eventstore.StreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{eventstore.EventsWildcard},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    cp + 1,
+	})
+	if err != nil {
+		return fmt.Errorf("creating consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(2 * r.Batch))
+	if err != nil {
+		return fmt.Errorf("consuming: %w", err)
+	}
+	defer it.Stop()
+	msgs := make(chan jetstream.Msg, r.Batch)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			m, err := it.Next()
+			if err != nil {
+				errc <- err
+				close(msgs)
+				return
+			}
+			msgs <- m
+		}
+	}()
+	r.running.Store(true)
+	var batch []pg.Item
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			it.Stop()
+			return ctx.Err()
+		case m, ok := <-msgs:
+			if !ok {
+				return <-errc
+			}
+			item, err := r.decode(ctx, m)
+			if err != nil {
+				return err
+			}
+			batch = append(batch, item)
+		}
+		linger := time.After(r.Linger)
+	fill:
+		for len(batch) < r.Batch {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					break fill
+				}
+				item, err := r.decode(ctx, m)
+				if err != nil {
+					return err
+				}
+				batch = append(batch, item)
+			case <-linger:
+				break fill
+			}
+		}
+		if err := r.sink.Apply(ctx, batch); err != nil {
+			var poison *pg.PoisonError
+			if errors.As(err, &poison) {
+				return err
+			}
+			return fmt.Errorf("applying batch ending at %d: %w", batch[len(batch)-1].Env.Seq, err)
+		}
+		r.setApplied(batch[len(batch)-1].Env.Seq)
+	}
+}
+
+func (r *Runner) decode(ctx context.Context, m jetstream.Msg) (pg.Item, error) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return pg.Item{}, fmt.Errorf("message metadata: %w", err)
+	}
+	seq := meta.Sequence.Stream
+	env, err := eventstore.FromHeaders(seq, m.Subject(), m.Headers().Get, m.Data())
+	if err != nil {
+		return pg.Item{}, &pg.PoisonError{Seq: seq, Err: err}
+	}
+	ev, err := r.codec.Decode(ctx, env.Type, env.SchemaVersion, env.Data, eventstore.DecodeOptions{})
+	if err != nil {
+		return pg.Item{}, &pg.PoisonError{Seq: seq, Err: err}
+	}
+	return pg.Item{Env: env, Event: ev}, nil
+}
+
+func (r *Runner) setApplied(seq uint64) {
+	r.applied.Store(seq)
+	r.notifyMu.Lock()
+	ws := r.waiters
+	r.waiters = nil
+	r.notifyMu.Unlock()
+	for _, w := range ws {
+		close(w)
+	}
+}
+
+// Changed returns a channel closed at the next commit, for waiters of
+// read-your-writes.
+func (r *Runner) Changed() <-chan struct{} {
+	ch := make(chan struct{})
+	r.notifyMu.Lock()
+	r.waiters = append(r.waiters, ch)
+	r.notifyMu.Unlock()
+	return ch
+}
