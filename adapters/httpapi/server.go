@@ -79,6 +79,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/catalogue/offices", s.authed(func(w http.ResponseWriter, r *http.Request, _ access.Principal) {
 		writeJSON(w, http.StatusOK, map[string]any{"offices": office.All(), "provinces": office.Provinces()})
 	}))
+	s.reportRoutes()
+	s.openAPIRoutes()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

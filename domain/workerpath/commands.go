@@ -58,7 +58,13 @@ func ValidateTakeInCharge(c TakeInCharge, now time.Time) error {
 		return err
 	}
 	if !w.BirthDate.IsZero() {
-		age := c.TakenAt.Year() - w.BirthDate.Year()
+		// A missing taken_at is reported below, on its own field, rather
+		// than as an implausible age.
+		ref := c.TakenAt
+		if ref.IsZero() {
+			ref = now
+		}
+		age := ref.Year() - w.BirthDate.Year()
 		if w.BirthDate.Year() < 1900 || w.BirthDate.Time().After(now) || age < 14 || age > 100 {
 			return fault.Rulef(fault.CodeInvalidDate, "birth date %s is not plausible for a worker", w.BirthDate).OnField("worker.birth_date")
 		}

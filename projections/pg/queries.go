@@ -66,4 +66,5 @@ func (r *Reader) Path(ctx context.Context, pathID string) (*query.PathView, erro
 
 // Ping checks the database.
 func (r *Reader) Ping(ctx context.Context) error { return r.pool.Ping(ctx) }
+
 var _ query.Reader = (*Reader)(nil)

