@@ -136,7 +136,10 @@ func NewJetStreamKeyStore(ctx context.Context, js jetstream.JetStream, master []
 // cannot be lifted afterwards. Apart from that the layout is a KV bucket's,
 // so the KV API works on it. Purges and roll-ups (kv.Purge) are denied: they
 // drop old revisions without overwriting them, and a stream purge would wipe
-// every worker's key at once.
+// every worker's key at once. Direct gets are off so that every read is
+// answered by the stream leader: on a replicated bucket a follower may lag,
+// and would serve a key just tombstoned or a revision already erased. Reads
+// are rare anyway, thanks to the cache.
 func ensureKeyStream(ctx context.Context, js jetstream.JetStream, o jetStreamOptions) (jetstream.Stream, error) {
 	if o.replicas < 1 {
 		return nil, fmt.Errorf("privacy: replicas must be at least 1, got %d", o.replicas)
@@ -155,7 +158,7 @@ func ensureKeyStream(ctx context.Context, js jetstream.JetStream, o jetStreamOpt
 		Discard:           jetstream.DiscardNew,
 		Duplicates:        2 * time.Minute,
 		AllowRollup:       false,
-		AllowDirect:       true,
+		AllowDirect:       false,
 		DenyDelete:        false,
 		DenyPurge:         true,
 	}

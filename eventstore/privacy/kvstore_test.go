@@ -363,6 +363,8 @@ func TestJetStreamBucketSetup(t *testing.T) {
 		{"two revisions per key", cfg.MaxMsgsPerSubject == 2},
 		{"deletes allowed", !cfg.DenyDelete},
 		{"purge denied", cfg.DenyPurge},
+		{"roll-ups denied", !cfg.AllowRollup},
+		{"reads answered by the leader", !cfg.AllowDirect},
 		{"one replica", cfg.Replicas == 1},
 	}
 	for _, c := range checks {
