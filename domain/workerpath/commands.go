@@ -453,7 +453,7 @@ func (p *Path) checkService(ctx Ctx, code int, at time.Time, minutes int, atFiel
 		return Service{}, fault.Rulef(fault.CodeServiceNotAllowed, "service 11 (mobility lists) is only for workers in mobilità").OnField("service")
 	}
 	if svc.MaxDeliveries > 0 && p.Delivered[svc.Code] >= svc.MaxDeliveries {
-		return Service{}, fault.Rulef(fault.CodeRepeatLimitReached, "service %d was already delivered %d times (limit %d)", svc.Code, p.Delivered[svc.Code], svc.MaxDeliveries).OnField("service")
+		return Service{}, fault.Rulef(fault.CodeRepeatLimitReached, "service %d has reached its limit of %d delivered sessions on this path", svc.Code, svc.MaxDeliveries).OnField("service")
 	}
 	return svc, nil
 }
