@@ -47,6 +47,8 @@ type Server struct {
 	projection Projection
 	checks     []Check
 	metrics    *Metrics
+	auditor    query.Auditor
+	reads      query.ReadLog
 	mux        *http.ServeMux
 	// MinVersionWait bounds read-your-writes waits (API.md: 5 s).
 	MinVersionWait time.Duration
@@ -80,6 +82,7 @@ func (s *Server) routes() {
 		writeJSON(w, http.StatusOK, map[string]any{"offices": office.All(), "provinces": office.Provinces()})
 	}))
 	s.reportRoutes()
+	s.historyRoutes()
 	s.openAPIRoutes()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

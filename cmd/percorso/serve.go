@@ -26,6 +26,7 @@ import (
 	"github.com/percorso/percorso/domain/command"
 	"github.com/percorso/percorso/domain/office"
 	"github.com/percorso/percorso/eventstore"
+	"github.com/percorso/percorso/eventstore/audit"
 	"github.com/percorso/percorso/eventstore/natsjs"
 	"github.com/percorso/percorso/eventstore/privacy"
 	"github.com/percorso/percorso/projections"
@@ -137,6 +138,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return nil
 		}},
 	)
+	api.WithAudit(audit.New(store, codec), pg.NewReadLog(m.pool))
 	api.Metrics().Gauge("percorso_projection_applied_sequence", func() float64 { return float64(m.runner.Applied()) })
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

@@ -1,0 +1,134 @@
+// Package audit serves auditors from the event stream itself: a path's full
+// history, decoded (and decrypted when the reader may see personal data),
+// the state it produced as of any time, and the recomputed hash chain.
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+
+	"github.com/percorso/percorso/domain/query"
+	"github.com/percorso/percorso/domain/workerpath"
+	"github.com/percorso/percorso/eventstore"
+)
+
+// PathReader reads a path's stored events in order.
+type PathReader interface {
+	ReadPath(ctx context.Context, pathID string) ([]*eventstore.Envelope, error)
+}
+
+// Auditor implements query.Auditor.
+type Auditor struct {
+	store PathReader
+	codec *eventstore.Codec
+}
+
+var _ query.Auditor = (*Auditor)(nil)
+
+// New returns an Auditor.
+func New(store PathReader, codec *eventstore.Codec) *Auditor {
+	return &Auditor{store: store, codec: codec}
+}
+
+// Erased is what stands in for personal data once the worker's key is gone.
+const Erased = "[erased]"
+
+// History returns the path's events and, with AsOf, the state they produce.
+func (a *Auditor) History(ctx context.Context, pathID string, opt query.HistoryOptions) (*query.History, error) {
+	envs, err := a.store.ReadPath(ctx, pathID)
+	if err != nil {
+		return nil, err
+	}
+	if len(envs) == 0 {
+		return nil, query.ErrNotFound
+	}
+	h := &query.History{PathID: pathID, Events: []query.HistoryEvent{}}
+	p := &workerpath.Path{}
+	var version uint64
+	for _, e := range envs {
+		if opt.AsOf != nil && e.Time.After(*opt.AsOf) {
+			break
+		}
+		ev, err := a.codec.Decode(ctx, e.Type, e.SchemaVersion, e.Data, eventstore.DecodeOptions{SkipPersonal: !opt.Personal})
+		if err != nil {
+			return nil, err
+		}
+		p.Apply(ev)
+		version = e.Seq
+		data, err := render(ev, opt.Personal)
+		if err != nil {
+			return nil, err
+		}
+		h.Events = append(h.Events, query.HistoryEvent{Seq: e.Seq, ID: e.ID, Type: e.Type, Time: e.Time.UTC(), Actor: e.Actor,
+			Data: data, Hash: e.Hash, PrevHash: e.PrevHash})
+	}
+	if first, ok := decodeOffice(envs[0]); ok {
+		h.Office = first
+	}
+	if opt.AsOf != nil {
+		h.State = state(p, version)
+	}
+	return h, nil
+}
+
+// render is the event's data as shown to a reader: with personal data
+// opened (or "[erased]") for those allowed, sealed otherwise.
+func render(ev workerpath.Event, personal bool) (json.RawMessage, error) {
+	t, ok := ev.(*workerpath.TakenInCharge)
+	if !ok || !personal {
+		return json.Marshal(ev)
+	}
+	type shown struct {
+		*workerpath.TakenInCharge
+		Worker any `json:"worker"`
+	}
+	var w any = t.Worker
+	if t.Worker.Erased {
+		w = map[string]string{"tax_code": Erased, "given_name": Erased, "family_name": Erased, "birth_date": Erased,
+			"disability": Erased, "mediator_language": Erased}
+	}
+	return json.Marshal(shown{TakenInCharge: t, Worker: w})
+}
+
+func decodeOffice(e *eventstore.Envelope) (string, bool) {
+	var m struct {
+		Office string `json:"office"`
+	}
+	if json.Unmarshal(e.Data, &m) != nil || m.Office == "" {
+		return "", false
+	}
+	return m.Office, true
+}
+
+func state(p *workerpath.Path, version uint64) *query.PathState {
+	s := &query.PathState{Status: p.Status, Category: p.Category, Office: p.Office, TakenAt: p.TakenAt,
+		Services: map[string]query.ServiceTally{}, CreditedMinutesTotal: p.CreditedTotal(),
+		UnjustifiedNoShows: p.Unjustified, JustifiedAbsences: p.Justified, Refusals: p.Refusals, Erased: p.Erased, Version: version}
+	if p.Pact != nil {
+		at := p.Pact.SignedAt
+		s.PactSignedAt = &at
+	}
+	for code, n := range p.Delivered {
+		s.Services[strconv.Itoa(code)] = query.ServiceTally{Delivered: n, CreditedMinutes: p.Credited[code]}
+	}
+	return s
+}
+
+// Verify recomputes the path's chain from the stream.
+func (a *Auditor) Verify(ctx context.Context, pathID string) (*query.Verification, error) {
+	envs, err := a.store.ReadPath(ctx, pathID)
+	if err != nil {
+		return nil, err
+	}
+	if len(envs) == 0 {
+		return nil, query.ErrNotFound
+	}
+	r := eventstore.Verify(pathID, envs)
+	v := &query.Verification{PathID: pathID, OK: r.OK, Events: r.Events, HeadHash: r.HeadHash}
+	v.Office, _ = decodeOffice(envs[0])
+	for _, p := range r.Problems {
+		v.Problems = append(v.Problems, query.VerifyProblem{Seq: p.Seq, EventID: p.EventID, Reason: p.Reason})
+	}
+	return v, nil
+}
