@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +17,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	if errors.Is(err, errFound) {
+		os.Exit(1)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(2)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "percorso:", err)
 		os.Exit(1)
@@ -25,6 +33,11 @@ const usage = `percorso: event-sourced case tracking for public employment offic
 
 Usage:
   percorso serve [flags]     run the command and query APIs and the projectors
+  percorso history <path-id | tax-code>
+                             a path's (or worker's) full history from the stream
+  percorso verify (--all | <path-id | tax-code>)
+                             recompute hash chains; exit 1 if anything is wrong
+  percorso erase <tax-code>  erase a worker's personal data (admin)
   percorso help              show this help
 
 Run "percorso serve -h" for the flags.
@@ -48,6 +61,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		<-ctx.Done()
 		return m.Close()
+	case "history":
+		return runHistory(ctx, args[1:], stdout, stderr)
+	case "verify":
+		return runVerify(ctx, args[1:], stdout, stderr)
+	case "erase":
+		return runErase(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -5,13 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/percorso/percorso/domain/command"
+	"github.com/percorso/percorso/domain/workerpath"
 	"github.com/percorso/percorso/eventstore"
 )
 
@@ -60,7 +63,7 @@ func IsConflict(err error) bool {
 func (s *Store) Load(ctx context.Context, pathID string, fresh bool) (*command.History, error) {
 	cached := s.cache.get(pathID)
 	if cached != nil && !fresh {
-		return cached.hist, nil
+		return s.withPersonal(ctx, cached.hist)
 	}
 	var stop uint64
 	if cached != nil {
@@ -83,7 +86,7 @@ func (s *Store) Load(ctx context.Context, pathID string, fresh bool) (*command.H
 		}
 	}
 	for _, e := range envs {
-		ev, err := s.codec.Decode(ctx, e.Type, e.SchemaVersion, e.Data, eventstore.DecodeOptions{})
+		ev, err := s.codec.Decode(ctx, e.Type, e.SchemaVersion, e.Data, eventstore.DecodeOptions{SkipPersonal: true})
 		if err != nil {
 			return nil, fmt.Errorf("natsjs: path %s seq %d: %w", pathID, e.Seq, err)
 		}
@@ -93,7 +96,35 @@ func (s *Store) Load(ctx context.Context, pathID string, fresh bool) (*command.H
 	if hist.Version != 0 {
 		s.cache.put(pathID, &cachedPath{hist: hist, lastHash: lastHash})
 	}
-	return hist, nil
+	return s.withPersonal(ctx, hist)
+}
+
+// withPersonal returns a history with the worker's personal data opened,
+// leaving the (cached) history it starts from sealed. The cache never holds
+// personal data in clear: an erasure (the worker's key destroyed) must show
+// on the very next load, not when the path leaves the cache.
+func (s *Store) withPersonal(ctx context.Context, hist *command.History) (*command.History, error) {
+	out := hist
+	for i, r := range hist.Events {
+		t, ok := r.Event.(*workerpath.TakenInCharge)
+		if !ok {
+			continue
+		}
+		if out == hist {
+			out = &command.History{PathID: hist.PathID, Version: hist.Version, Events: slices.Clip(slices.Clone(hist.Events))}
+		}
+		// The cached event is already upcast: its JSON is current-version data.
+		data, err := json.Marshal(t)
+		if err != nil {
+			return nil, err
+		}
+		ev, err := s.codec.Decode(ctx, t.EventType(), eventstore.SchemaVersion, data, eventstore.DecodeOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("natsjs: path %s seq %d: %w", hist.PathID, r.Seq, err)
+		}
+		out.Events[i].Event = ev
+	}
+	return out, nil
 }
 
 // ReadPath returns a path's stored events in order, undecoded, for history
@@ -128,7 +159,7 @@ func (s *Store) chain(ctx context.Context, pathID string, stop uint64) ([]*event
 		if e.PrevSeq >= m.Sequence {
 			return nil, fmt.Errorf("natsjs: path %s: back-pointer at %d does not point back", pathID, m.Sequence)
 		}
-		if m, err = s.stream.GetMsg(ctx, e.PrevSeq); err != nil {
+		if m, err = s.predecessor(ctx, e.PrevSeq); err != nil {
 			return nil, fmt.Errorf("natsjs: path %s: following back-pointer to %d: %w", pathID, e.PrevSeq, err)
 		}
 	}
@@ -138,7 +169,33 @@ func (s *Store) chain(ctx context.Context, pathID string, stop uint64) ([]*event
 	return rev, nil
 }
 
+// predecessor reads the event a back-pointer names. On a replicated stream
+// a direct get may be answered by a follower that has not applied that
+// event yet, although another replica just served its successor. The
+// stream denies deletes, so a missing predecessor is retried briefly (about
+// half a second in all) before it is reported.
+func (s *Store) predecessor(ctx context.Context, seq uint64) (*jetstream.RawStreamMsg, error) {
+	wait := 2 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		m, err := s.stream.GetMsg(ctx, seq)
+		if !errors.Is(err, jetstream.ErrMsgNotFound) || attempt == 8 {
+			return m, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
 func envelopeOf(m *jetstream.RawStreamMsg) (*eventstore.Envelope, error) {
+	// A direct get reports the sequence in a header; a publisher that put its
+	// own Nats-Sequence header in a message could make it lie. Refuse those.
+	if len(m.Header.Values(jetstream.SequenceHeader)) > 1 {
+		return nil, fmt.Errorf("natsjs: message on %s carries a forged %s header", m.Subject, jetstream.SequenceHeader)
+	}
 	return eventstore.FromHeaders(m.Sequence, m.Subject, m.Header.Get, m.Data)
 }
 
@@ -217,7 +274,13 @@ func (s *Store) Append(ctx context.Context, meta command.Meta, writes []command.
 				msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(w.Expected, 10))
 			}
 			msg.Data = data
-			out = append(out, staged{pathID: w.PathID, msg: len(msgs), rec: command.Recorded{CommandID: meta.CommandID, Event: ev}, hash: env.Hash})
+			// The cache keeps the event as a load would decode it, personal
+			// data sealed, rather than the caller's copy.
+			cached, err := s.codec.Decode(ctx, env.Type, env.SchemaVersion, data, eventstore.DecodeOptions{SkipPersonal: true})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, staged{pathID: w.PathID, msg: len(msgs), rec: command.Recorded{CommandID: meta.CommandID, Event: cached}, hash: env.Hash})
 			msgs = append(msgs, msg)
 			prevHash = env.Hash
 			n++
