@@ -104,7 +104,9 @@ func ValidateTakeInCharge(c TakeInCharge, now time.Time) error {
 
 // TakeInCharge opens the path. It must be the first event of the path.
 func (p *Path) TakeInCharge(ctx Ctx, c TakeInCharge) ([]Event, error) {
-	if p.Exists() {
+	// Any earlier event, even one a damaged history holds without its
+	// take-in-charge, means the path is not new: the presa in carico is first.
+	if p.Exists() || p.Events > 0 {
 		return nil, fault.New(fault.Conflict, fault.CodePathExists, "path %s already exists", c.PathID)
 	}
 	if err := ValidateTakeInCharge(c, ctx.Now); err != nil {

@@ -60,6 +60,12 @@ func Rebuild(history []Event) *Path {
 // Apply folds one event into the state.
 func (p *Path) Apply(e Event) {
 	p.Events++
+	// The maps are made on first use, not by TakenInCharge alone: a history
+	// that does not start with it (a trimmed or damaged stream) must still
+	// fold without a panic, as Apply never fails.
+	if p.Delivered == nil {
+		p.Delivered, p.Credited, p.Traineeships = map[int]int{}, map[int]int{}, map[string]bool{}
+	}
 	switch e := e.(type) {
 	case *TakenInCharge:
 		p.ID = e.PathID
@@ -70,9 +76,6 @@ func (p *Path) Apply(e Event) {
 		p.Office = e.Office
 		p.TakenAt = e.TakenAt
 		p.Status = StatusOpen
-		p.Delivered = map[int]int{}
-		p.Credited = map[int]int{}
-		p.Traineeships = map[string]bool{}
 	case *SessionDelivered:
 		p.Delivered[e.Service]++
 		p.Credited[e.Service] += e.CreditedMinutes
