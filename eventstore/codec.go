@@ -25,6 +25,14 @@ type Sealer interface {
 // the codec then decodes the event with the worker marked erased.
 var ErrErased = errors.New("eventstore: personal data erased")
 
+// OpenError: the personal data could not be opened for a reason other than
+// erasure (the key store unreachable, or a damaged value). Readers retry it
+// rather than treat the event as unreadable.
+type OpenError struct{ Err error }
+
+func (e *OpenError) Error() string { return "eventstore: opening personal data: " + e.Err.Error() }
+func (e *OpenError) Unwrap() error { return e.Err }
+
 // Upcaster rewrites the data of (type, version) into version+1.
 type Upcaster func(data []byte) ([]byte, error)
 
@@ -104,7 +112,7 @@ func (c *Codec) Decode(ctx context.Context, eventType string, version int, data 
 		case err != nil && c.isErased != nil && c.isErased(err):
 			t.Worker = workerpath.Person{Erased: true}
 		case err != nil:
-			return nil, fmt.Errorf("eventstore: opening personal data: %w", err)
+			return nil, &OpenError{Err: err}
 		default:
 			if err := json.Unmarshal(clear, &t.Worker); err != nil {
 				return nil, fmt.Errorf("eventstore: decoding personal data: %w", err)

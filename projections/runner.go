@@ -23,6 +23,8 @@ import (
 type Sink interface {
 	Checkpoint(ctx context.Context) (uint64, error)
 	Apply(ctx context.Context, items []pg.Item) error
+	RecordPoison(ctx context.Context, seq uint64, cause error) error
+	Skipped(ctx context.Context, seq uint64) (bool, error)
 }
 
 // Runner feeds one projection from the stream.
@@ -35,6 +37,8 @@ type Runner struct {
 	Linger time.Duration // how long a partial batch may wait for more
 
 	applied  atomic.Uint64 // checkpoint after the last commit
+	pending  atomic.Uint64 // events in the stream past the last delivered one
+	inflight atomic.Uint64 // delivered, not yet committed
 	running  atomic.Bool
 	mu       sync.Mutex
 	poison   *pg.PoisonError
@@ -50,6 +54,9 @@ func NewRunner(js jetstream.JetStream, codec *eventstore.Codec, sink Sink, log *
 // Applied is the stream sequence the projection has applied up to.
 func (r *Runner) Applied() uint64 { return r.applied.Load() }
 
+// Lag is how many events of the stream the projection has not applied yet.
+func (r *Runner) Lag() uint64 { return r.pending.Load() + r.inflight.Load() }
+
 // Running reports whether the runner is consuming.
 func (r *Runner) Running() bool { return r.running.Load() }
 
@@ -61,8 +68,10 @@ func (r *Runner) Poisoned() *pg.PoisonError {
 }
 
 // Run consumes until ctx ends. A database or stream failure is retried with
-// backoff from the last checkpoint; an event that cannot be applied stops
-// the projection (it is never skipped silently) and Run returns its error.
+// backoff from the last checkpoint. An event that cannot be applied stops
+// the projection: it is recorded with its sequence and error, logged, and
+// waited on until an admin skips it explicitly — never skipped silently,
+// never retried in a hot loop.
 func (r *Runner) Run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
@@ -73,11 +82,11 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		var poison *pg.PoisonError
 		if errors.As(err, &poison) {
-			r.mu.Lock()
-			r.poison = poison
-			r.mu.Unlock()
-			r.log.Error("projection stopped on an event it cannot apply", "seq", poison.Seq, "err", poison.Err)
-			return err
+			if err := r.holdPoison(ctx, poison); err != nil {
+				return nil
+			}
+			backoff = 100 * time.Millisecond
+			continue
 		}
 		r.log.Warn("projection interrupted, resuming from its checkpoint", "err", err, "retry_in", backoff)
 		select {
@@ -89,12 +98,39 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
+// holdPoison records the poison event and waits for an admin's skip.
+func (r *Runner) holdPoison(ctx context.Context, p *pg.PoisonError) error {
+	r.mu.Lock()
+	r.poison = p
+	r.mu.Unlock()
+	r.log.Error("projection stopped on an event it cannot apply; skip it explicitly to go on", "seq", p.Seq, "err", p.Err)
+	recorded := false
+	for {
+		if !recorded {
+			recorded = r.sink.RecordPoison(ctx, p.Seq, p.Err) == nil
+		}
+		if ok, err := r.sink.Skipped(ctx, p.Seq); err == nil && ok {
+			r.log.Warn("poison event skipped by an admin", "seq", p.Seq)
+			r.mu.Lock()
+			r.poison = nil
+			r.mu.Unlock()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
 func (r *Runner) consume(ctx context.Context) error {
 	cp, err := r.sink.Checkpoint(ctx)
 	if err != nil {
 		return fmt.Errorf("reading checkpoint: %w", err)
 	}
 	r.setApplied(cp)
+	r.inflight.Store(0)
 	cons, err := r.js.OrderedConsumer(ctx, eventstore.StreamName, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{eventstore.EventsWildcard},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
@@ -163,6 +199,7 @@ func (r *Runner) consume(ctx context.Context) error {
 			}
 			return fmt.Errorf("applying batch ending at %d: %w", batch[len(batch)-1].Env.Seq, err)
 		}
+		r.inflight.Add(^uint64(len(batch) - 1))
 		r.setApplied(batch[len(batch)-1].Env.Seq)
 	}
 }
@@ -173,11 +210,17 @@ func (r *Runner) decode(ctx context.Context, m jetstream.Msg) (pg.Item, error) {
 		return pg.Item{}, fmt.Errorf("message metadata: %w", err)
 	}
 	seq := meta.Sequence.Stream
+	r.pending.Store(meta.NumPending)
+	r.inflight.Add(1)
 	env, err := eventstore.FromHeaders(seq, m.Subject(), m.Headers().Get, m.Data())
 	if err != nil {
 		return pg.Item{}, &pg.PoisonError{Seq: seq, Err: err}
 	}
 	ev, err := r.codec.Decode(ctx, env.Type, env.SchemaVersion, env.Data, eventstore.DecodeOptions{})
+	var openErr *eventstore.OpenError
+	if errors.As(err, &openErr) {
+		return pg.Item{}, fmt.Errorf("event %d: %w", seq, err) // the key store may be back soon
+	}
 	if err != nil {
 		return pg.Item{}, &pg.PoisonError{Seq: seq, Err: err}
 	}

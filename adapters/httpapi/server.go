@@ -39,17 +39,18 @@ type Projection interface {
 
 // Server is the HTTP API.
 type Server struct {
-	commands   *command.Handler
-	reader     query.Reader
-	auth       *access.Directory
-	limiter    *access.Limiter
-	log        *slog.Logger
-	projection Projection
-	checks     []Check
-	metrics    *Metrics
-	auditor    query.Auditor
-	reads      query.ReadLog
-	mux        *http.ServeMux
+	commands    *command.Handler
+	reader      query.Reader
+	auth        *access.Directory
+	limiter     *access.Limiter
+	log         *slog.Logger
+	projection  Projection
+	checks      []Check
+	metrics     *Metrics
+	auditor     query.Auditor
+	reads       query.ReadLog
+	projections query.Projections
+	mux         *http.ServeMux
 	// MinVersionWait bounds read-your-writes waits (API.md: 5 s).
 	MinVersionWait time.Duration
 }
@@ -83,6 +84,7 @@ func (s *Server) routes() {
 	}))
 	s.reportRoutes()
 	s.historyRoutes()
+	s.adminRoutes()
 	s.openAPIRoutes()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

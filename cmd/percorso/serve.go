@@ -33,6 +33,10 @@ import (
 	"github.com/percorso/percorso/projections/pg"
 )
 
+// readyLag is how far behind the stream the read models may be while the
+// instance still reports ready.
+const readyLag = 10000
+
 // Main is a running percorso: `percorso serve` and the end-to-end tests
 // start the same thing.
 type Main struct {
@@ -113,7 +117,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
-	m.runner = projections.NewRunner(m.js, codec, pg.NewProjector(m.pool), m.Log)
+	projector := pg.NewProjector(m.pool)
+	m.runner = projections.NewRunner(m.js, codec, projector, m.Log)
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -135,11 +140,21 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			if !m.runner.Running() {
 				return errors.New("not running")
 			}
+			if lag := m.runner.Lag(); lag > readyLag {
+				return fmt.Errorf("lagging %d events behind the stream", lag)
+			}
 			return nil
 		}},
 	)
-	api.WithAudit(audit.New(store, codec), pg.NewReadLog(m.pool))
+	api.WithAudit(audit.New(store, codec), pg.NewReadLog(m.pool)).WithProjections(projector)
 	api.Metrics().Gauge("percorso_projection_applied_sequence", func() float64 { return float64(m.runner.Applied()) })
+	api.Metrics().Gauge("percorso_projection_lag_events", func() float64 { return float64(m.runner.Lag()) })
+	api.Metrics().Gauge("percorso_projection_poisoned", func() float64 {
+		if m.runner.Poisoned() != nil {
+			return 1
+		}
+		return 0
+	})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http: %w", err)

@@ -86,3 +86,19 @@ type ReadLog interface {
 	RecordRead(ctx context.Context, r AuditRead) error
 	Reads(ctx context.Context, principal string, limit int) ([]AuditRead, error)
 }
+
+// Poison is an event a projection could not apply.
+type Poison struct {
+	Projection string     `json:"projection"`
+	Seq        uint64     `json:"seq"`
+	Error      string     `json:"error"`
+	RecordedAt time.Time  `json:"recorded_at"`
+	SkippedAt  *time.Time `json:"skipped_at,omitempty"`
+	SkippedBy  string     `json:"skipped_by,omitempty"`
+}
+
+// Projections is the admin's view of the projectors.
+type Projections interface {
+	Poisoned(ctx context.Context) ([]Poison, error)
+	Skip(ctx context.Context, seq uint64, by string) error
+}

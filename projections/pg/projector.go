@@ -2,10 +2,13 @@ package pg
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/percorso/percorso/domain/office"
@@ -48,6 +51,30 @@ func (p *Projector) Apply(ctx context.Context, items []Item) error {
 	if len(items) == 0 {
 		return nil
 	}
+	err := p.apply(ctx, items)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && permanent(pgErr.Code) {
+		// Find the one event the database refuses: alone, it is poison.
+		if len(items) == 1 {
+			return &PoisonError{Seq: items[0].Env.Seq, Err: err}
+		}
+		for _, it := range items {
+			if err := p.Apply(ctx, []Item{it}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return err
+}
+
+// permanent: SQLSTATE classes no retry can fix (data exceptions, integrity
+// violations, syntax or access rule violations).
+func permanent(code string) bool {
+	return strings.HasPrefix(code, "22") || strings.HasPrefix(code, "23") || strings.HasPrefix(code, "42")
+}
+
+func (p *Projector) apply(ctx context.Context, items []Item) error {
 	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		var cp int64
 		err := tx.QueryRow(ctx, `SELECT seq FROM projection_checkpoints WHERE name = $1 FOR UPDATE`, p.name).Scan(&cp)
