@@ -53,7 +53,7 @@ func decodeError(err error) error {
 			return fault.New(fault.Invalid, fault.CodeMalformedJSON, "request body must be a JSON object")
 		}
 		return &fault.Error{Kind: fault.Invalid, Code: fault.CodeInvalidField, Field: field,
-			Message: fmt.Sprintf("%s must be a %s, not %s", field, jsonKind(typ.Type.Kind().String()), typ.Value)}
+			Message: fmt.Sprintf("%s must be %s, not %s", field, jsonKind(typ.Type.Kind().String()), typ.Value)}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		return &fault.Error{Kind: fault.Invalid, Code: fault.CodeUnknownField, Field: name, Message: fmt.Sprintf("unknown field %q", name)}
@@ -64,15 +64,15 @@ func decodeError(err error) error {
 func jsonKind(goKind string) string {
 	switch goKind {
 	case "string":
-		return "string"
+		return "a string"
 	case "bool":
-		return "boolean"
+		return "a boolean"
 	case "slice", "array":
-		return "array"
+		return "an array"
 	case "struct", "map", "ptr":
-		return "object"
+		return "an object"
 	}
-	return "number"
+	return "a number"
 }
 
 // Time is an RFC 3339 time given as a JSON string.

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/percorso/percorso/adapters/httpapi"
+	"github.com/percorso/percorso/adapters/natsapi"
 	"github.com/percorso/percorso/cmd/percorso/internal/embeddedpg"
 	"github.com/percorso/percorso/domain/access"
 	"github.com/percorso/percorso/domain/command"
@@ -50,6 +51,7 @@ type Main struct {
 	pgServer *embeddedpg.Server
 	pool     *pgxpool.Pool
 	runner   *projections.Runner
+	cmds     *natsapi.Service
 	http     *http.Server
 	httpAddr string
 	natsURL  string
@@ -113,6 +115,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	dir, err := m.principals()
 	if err != nil {
 		return err
+	}
+	if m.cmds, err = natsapi.New(m.nc, handler, dir, m.Log); err != nil {
+		return fmt.Errorf("nats command service: %w", err)
 	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -306,7 +311,8 @@ func (m *Main) principals() (*access.Directory, error) {
 func (m *Main) banner() {
 	fmt.Fprintf(m.out, "percorso is serving the API at %s\n", m.HTTPURL())
 	if m.natsURL != "" {
-		fmt.Fprintf(m.out, "NATS: %s (stream %s)\n", m.natsURL, eventstore.StreamName)
+		fmt.Fprintf(m.out, "NATS: %s (stream %s; commands on %s<name>, see nats micro info %s)\n",
+			m.natsURL, eventstore.StreamName, natsapi.SubjectPrefix, natsapi.ServiceName)
 	}
 	if len(m.Tokens) > 0 {
 		fmt.Fprintf(m.out, "Development principals (office BO01; tokens also in %s):\n", filepath.Join(m.Config.DataDir, "dev-tokens.txt"))
@@ -319,6 +325,11 @@ func (m *Main) banner() {
 // Close stops everything in reverse order, bounded in time.
 func (m *Main) Close() error {
 	m.closed.Do(func() {
+		if m.cmds != nil {
+			if err := m.cmds.Stop(); err != nil {
+				m.Log.Error("stopping the NATS command service", "err", err)
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 		defer cancel()
 		if m.http != nil {
