@@ -374,6 +374,11 @@ func (h *Handler) DeliverGroupSession(ctx context.Context, r Request, auth Autho
 			if err != nil {
 				return nil, nil, err
 			}
+			// Each participant's session has its own id, derived so a retry
+			// names it the same.
+			if s, ok := evs[0].(*workerpath.SessionDelivered); ok {
+				s.SessionID = NameUUID(cmdID, "session/"+id)
+			}
 			d.writes = append(d.writes, Write{PathID: id, Expected: hist.Version, Events: evs})
 		}
 		if len(d.writes) == 0 {

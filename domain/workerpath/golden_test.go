@@ -22,9 +22,9 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/go
 
 const (
 	goldenPath   = "7f3c2a1e-5b8d-4c6f-9a0e-1d2b3c4d5e6f"
-	goldenWorker = "wr_9b1e4c2f7a6d8e0b3c5a7f9e1d2c4b6a"
+	goldenWorker = "9b1e4c2f7a6d8e0b3c5a7f9e1d2c4b6a"
 	// The sealed worker is opaque to this package; the store seals it.
-	goldenSealed = "sealed:v1:placeholder-ciphertext-base64"
+	goldenSealed = "v1.cGxhY2Vob2xkZXItY2lwaGVydGV4dC1vZi10aGUtd29ya2Vy"
 )
 
 func at(s string) time.Time {
