@@ -25,6 +25,7 @@ type Sink interface {
 	Apply(ctx context.Context, items []pg.Item) error
 	RecordPoison(ctx context.Context, seq uint64, cause error) error
 	Skipped(ctx context.Context, seq uint64) (bool, error)
+	Pass(ctx context.Context, seq uint64) error
 }
 
 // Runner feeds one projection from the stream.
@@ -36,14 +37,15 @@ type Runner struct {
 	Batch  int           // events per transaction
 	Linger time.Duration // how long a partial batch may wait for more
 
-	applied  atomic.Uint64 // checkpoint after the last commit
-	pending  atomic.Uint64 // events in the stream past the last delivered one
-	inflight atomic.Uint64 // delivered, not yet committed
-	running  atomic.Bool
-	mu       sync.Mutex
-	poison   *pg.PoisonError
-	notifyMu sync.Mutex
-	waiters  []chan struct{}
+	applied   atomic.Uint64 // checkpoint after the last commit
+	pending   atomic.Uint64 // events in the stream past the last delivered one
+	inflight  atomic.Uint64 // delivered, not yet committed
+	delivered atomic.Uint64 // events delivered since start
+	running   atomic.Bool
+	mu        sync.Mutex
+	poison    *pg.PoisonError
+	notifyMu  sync.Mutex
+	waiters   []chan struct{}
 }
 
 // NewRunner returns a runner.
@@ -56,6 +58,9 @@ func (r *Runner) Applied() uint64 { return r.applied.Load() }
 
 // Lag is how many events of the stream the projection has not applied yet.
 func (r *Runner) Lag() uint64 { return r.pending.Load() + r.inflight.Load() }
+
+// Delivered counts the events delivered to the runner since it started.
+func (r *Runner) Delivered() uint64 { return r.delivered.Load() }
 
 // Running reports whether the runner is consuming.
 func (r *Runner) Running() bool { return r.running.Load() }
@@ -109,7 +114,7 @@ func (r *Runner) holdPoison(ctx context.Context, p *pg.PoisonError) error {
 		if !recorded {
 			recorded = r.sink.RecordPoison(ctx, p.Seq, p.Err) == nil
 		}
-		if ok, err := r.sink.Skipped(ctx, p.Seq); err == nil && ok {
+		if ok, err := r.sink.Skipped(ctx, p.Seq); err == nil && ok && r.sink.Pass(ctx, p.Seq) == nil {
 			r.log.Warn("poison event skipped by an admin", "seq", p.Seq)
 			r.mu.Lock()
 			r.poison = nil
@@ -212,6 +217,7 @@ func (r *Runner) decode(ctx context.Context, m jetstream.Msg) (pg.Item, error) {
 	seq := meta.Sequence.Stream
 	r.pending.Store(meta.NumPending)
 	r.inflight.Add(1)
+	r.delivered.Add(1)
 	env, err := eventstore.FromHeaders(seq, m.Subject(), m.Headers().Get, m.Data())
 	if err != nil {
 		return pg.Item{}, &pg.PoisonError{Seq: seq, Err: err}

@@ -38,6 +38,7 @@ Usage:
   percorso verify (--all | <path-id | tax-code>)
                              recompute hash chains; exit 1 if anything is wrong
   percorso erase <tax-code>  erase a worker's personal data (admin)
+  percorso rebuild           replay the stream into fresh read models and switch, while serving (admin)
   percorso help              show this help
 
 Run "percorso serve -h" for the flags.
@@ -67,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runVerify(ctx, args[1:], stdout, stderr)
 	case "erase":
 		return runErase(ctx, args[1:], stdout, stderr)
+	case "rebuild":
+		return runRebuild(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

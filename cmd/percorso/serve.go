@@ -50,6 +50,8 @@ type Main struct {
 	js       jetstream.JetStream
 	pgServer *embeddedpg.Server
 	pool     *pgxpool.Pool
+	pgURL    string
+	codec    *eventstore.Codec
 	runner   *projections.Runner
 	cmds     *natsapi.Service
 	http     *http.Server
@@ -99,6 +101,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	codec := eventstore.NewCodec(sealer, func(err error) bool { return errors.Is(err, privacy.ErrErased) })
+	m.codec = codec
 	store := natsjs.New(m.js, stream, codec)
 	idem, err := natsjs.NewIdempotency(ctx, m.js, cfg.Replicas)
 	if err != nil {
@@ -238,6 +241,7 @@ func (m *Main) startNATS(ctx context.Context) error {
 
 func (m *Main) startPostgres(ctx context.Context) error {
 	url := m.Config.PGURL
+	defer func() { m.pgURL = url }()
 	if url == "" {
 		s, err := embeddedpg.Start(ctx, m.Config.DataDir, m.Log)
 		if err != nil {
@@ -246,7 +250,7 @@ func (m *Main) startPostgres(ctx context.Context) error {
 		m.pgServer = s
 		url = s.URL()
 	}
-	pool, err := pgxpool.New(ctx, url)
+	pool, err := pg.Connect(ctx, url, pg.LiveSchema)
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}

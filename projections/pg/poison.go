@@ -44,20 +44,24 @@ func (p *Projector) Poisoned(ctx context.Context) ([]query.Poison, error) {
 }
 
 // Skip lets the projection go past a recorded poison event: the event is
-// marked skipped (by whom, when) and the checkpoint moves past it, in one
-// transaction. Only recorded poison events can be skipped.
+// marked skipped, by whom and when. The projection, which is waiting on it,
+// then moves its checkpoint past it (Pass). Only recorded, unskipped poison
+// events can be skipped.
 func (p *Projector) Skip(ctx context.Context, seq uint64, by string) error {
-	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE projection_poison SET skipped_at = now(), skipped_by = $3
-			WHERE name = $1 AND seq = $2 AND skipped_at IS NULL`, p.name, int64(seq), by)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return query.ErrNotFound
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO projection_checkpoints (name, seq, updated_at) VALUES ($1, $2, now())
-			ON CONFLICT (name) DO UPDATE SET seq = GREATEST(projection_checkpoints.seq, EXCLUDED.seq), updated_at = now()`, p.name, int64(seq))
+	tag, err := p.pool.Exec(ctx, `UPDATE projection_poison SET skipped_at = now(), skipped_by = $3
+		WHERE name = $1 AND seq = $2 AND skipped_at IS NULL`, p.name, int64(seq), by)
+	if err != nil {
 		return err
-	})
+	}
+	if tag.RowsAffected() == 0 {
+		return query.ErrNotFound
+	}
+	return nil
+}
+
+// Pass moves the checkpoint past a skipped event.
+func (p *Projector) Pass(ctx context.Context, seq uint64) error {
+	_, err := p.pool.Exec(ctx, `INSERT INTO projection_checkpoints (name, seq, updated_at) VALUES ($1, $2, now())
+		ON CONFLICT (name) DO UPDATE SET seq = GREATEST(projection_checkpoints.seq, EXCLUDED.seq), updated_at = now()`, p.name, int64(seq))
+	return err
 }

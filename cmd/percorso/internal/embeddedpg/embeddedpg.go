@@ -411,3 +411,18 @@ func lastLines(out string, n int) string {
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+// RunningURL is the URL of the embedded PostgreSQL that a `percorso serve`
+// on dataDir runs, for the admin tools that connect to it directly.
+func RunningURL(dataDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, "postgres", "port"))
+	if err != nil {
+		return "", fmt.Errorf("no embedded PostgreSQL under %s (give --pg-url): %w", dataDir, err)
+	}
+	port, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return "", fmt.Errorf("embedded PostgreSQL port file: %w", err)
+	}
+	s := &Server{port: port}
+	return s.URL(), nil
+}

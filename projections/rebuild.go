@@ -1,0 +1,121 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/percorso/percorso/eventstore"
+	"github.com/percorso/percorso/projections/pg"
+)
+
+// Progress reports a rebuild's progress: events applied, and the events
+// known to remain.
+type Progress func(done, remaining uint64)
+
+// Rebuild replays the whole stream into a fresh set of read models while
+// the live set keeps serving, catches up with live writes, checks that the
+// new set holds every event of the stream, and switches atomically.
+func Rebuild(ctx context.Context, js jetstream.JetStream, codec *eventstore.Codec, live *pgxpool.Pool, url string,
+	log *slog.Logger, progress Progress) (pg.Counts, error) {
+	rb, err := pg.StartRebuild(ctx, live, url)
+	if err != nil {
+		return pg.Counts{}, err
+	}
+	defer rb.Close()
+	runner := NewRunner(js, codec, rb.Projector, log)
+	runner.Batch = 2000
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- runner.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	wait := func(until func() bool) error {
+		for !until() {
+			if p := runner.Poisoned(); p != nil {
+				return fmt.Errorf("the replay stopped on event %d (%v): skip it or fix it first", p.Seq, p.Err)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-tick.C:
+			}
+			if progress != nil {
+				progress(runner.Delivered(), runner.Lag())
+			}
+		}
+		return nil
+	}
+	caughtUp := func() bool { return runner.Running() && runner.Lag() == 0 && runner.Delivered() > 0 }
+	info, err := js.Stream(ctx, eventstore.StreamName)
+	if err != nil {
+		return pg.Counts{}, err
+	}
+	if n, err := countEvents(ctx, js, info.CachedInfo().State.LastSeq); err != nil {
+		return pg.Counts{}, err
+	} else if n > 0 {
+		if err := wait(caughtUp); err != nil {
+			return pg.Counts{}, err
+		}
+	}
+	counts, err := rb.Switch(ctx,
+		func(ctx context.Context, upTo uint64) error {
+			return wait(func() bool { return runner.Applied() >= upTo })
+		},
+		func(ctx context.Context, upTo uint64) (int64, error) {
+			n, err := countEvents(ctx, js, upTo)
+			return int64(n), err
+		})
+	if progress != nil {
+		progress(runner.Delivered(), 0)
+	}
+	return counts, err
+}
+
+// countEvents counts the stream's events up to a sequence, reading headers
+// only: the independent tally a rebuild is checked against.
+func countEvents(ctx context.Context, js jetstream.JetStream, upTo uint64) (uint64, error) {
+	if upTo == 0 {
+		return 0, nil
+	}
+	cons, err := js.OrderedConsumer(ctx, eventstore.StreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{eventstore.EventsWildcard}, HeadersOnly: true,
+	})
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	for {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return 0, err
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			md, err := m.Metadata()
+			if err != nil {
+				return 0, err
+			}
+			if md.Sequence.Stream > upTo {
+				return n, nil
+			}
+			n++
+			if md.Sequence.Stream == upTo || md.NumPending == 0 {
+				return n, nil
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return 0, err
+		}
+		if got == 0 {
+			return n, nil
+		}
+	}
+}
