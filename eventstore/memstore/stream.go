@@ -75,7 +75,7 @@ func (st *Stream) Messages(subject string) []Msg {
 	return out
 }
 
-// last returns the last message on subject; st.mu is held.
+// lastMsg returns the last message on subject; st.mu is held.
 func (st *Stream) lastMsg(subject string) (Msg, bool) {
 	seq := st.last[subject]
 	if seq == 0 {

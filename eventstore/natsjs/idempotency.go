@@ -48,17 +48,26 @@ func (i *Idempotency) Get(ctx context.Context, commandID string) (*command.Recor
 	if err != nil {
 		return nil, err
 	}
-	var r command.Record
+	var r storedRecord
 	if err := json.Unmarshal(e.Value(), &r); err != nil {
 		return nil, fmt.Errorf("natsjs: command record %s: %w", commandID, err)
 	}
-	return &r, nil
+	r.Record.Result.Offices = r.Offices
+	return &r.Record, nil
+}
+
+// storedRecord is a record as the bucket keeps it. Result.Offices stays out
+// of Result's JSON (it is not part of the response), yet a replay needs it:
+// the edges authorize a replayed answer by the offices it touched.
+type storedRecord struct {
+	command.Record
+	Offices []string `json:"offices,omitempty"`
 }
 
 // Put records a command once; a record already there is kept (it is the
 // first answer, which every retry must get).
 func (i *Idempotency) Put(ctx context.Context, commandID string, r command.Record) error {
-	b, err := json.Marshal(r)
+	b, err := json.Marshal(storedRecord{Record: r, Offices: r.Result.Offices})
 	if err != nil {
 		return err
 	}

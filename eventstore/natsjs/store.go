@@ -274,11 +274,13 @@ func (s *Store) Append(ctx context.Context, meta command.Meta, writes []command.
 				msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(w.Expected, 10))
 			}
 			msg.Data = data
-			// The cache keeps the event as a load would decode it, personal
-			// data sealed, rather than the caller's copy.
-			cached, err := s.codec.Decode(ctx, env.Type, env.SchemaVersion, data, eventstore.DecodeOptions{SkipPersonal: true})
-			if err != nil {
-				return nil, err
+			// The cache keeps personal data sealed, as a load decodes it,
+			// never the caller's clear copy (see withPersonal).
+			cached := ev
+			if _, personal := ev.(*workerpath.TakenInCharge); personal {
+				if cached, err = s.codec.Decode(ctx, env.Type, env.SchemaVersion, data, eventstore.DecodeOptions{SkipPersonal: true}); err != nil {
+					return nil, err
+				}
 			}
 			out = append(out, staged{pathID: w.PathID, msg: len(msgs), rec: command.Recorded{CommandID: meta.CommandID, Event: cached}, hash: env.Hash})
 			msgs = append(msgs, msg)

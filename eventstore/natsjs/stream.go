@@ -96,6 +96,10 @@ func Diff(got, want jetstream.StreamConfig) []string {
 	check("deny_purge", got.DenyPurge, want.DenyPurge)
 	check("allow_rollup_hdrs", got.AllowRollup, want.AllowRollup)
 	check("allow_msg_ttl", got.AllowMsgTTL, want.AllowMsgTTL)
+	// Asynchronous persistence acknowledges writes before they are stored,
+	// and schedules write (and may roll up) on the stream's behalf.
+	check("persist_mode", got.PersistMode, want.PersistMode)
+	check("allow_msg_schedules", got.AllowMsgSchedules, want.AllowMsgSchedules)
 	check("allow_atomic", got.AllowAtomicPublish, want.AllowAtomicPublish)
 	check("allow_direct", got.AllowDirect, want.AllowDirect)
 	return d

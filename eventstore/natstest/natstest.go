@@ -14,8 +14,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Server starts one JetStream server. Sync makes it fsync every write, as
-// the single-node deployment does.
+// Server starts one JetStream server with its store in dir (a new
+// temporary directory when dir is empty). It syncs to disk on the server's
+// default interval: tests need no durability across power loss, and fsync on
+// every write would slow them down for nothing.
 func Server(t testing.TB, dir string) *server.Server {
 	t.Helper()
 	if dir == "" {
@@ -103,10 +105,13 @@ func NewCluster(t testing.TB) *Cluster {
 			s.Shutdown()
 		}
 	})
+	// Formed means a meta leader that sees every node online with its
+	// JetStream stats: before that, placing an R3 stream fails with "no
+	// suitable peers for placement".
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, s := range c.Servers {
-			if s.JetStreamIsLeader() {
+			if s.JetStreamIsLeader() && len(s.JetStreamClusterPeers()) == len(c.Servers) {
 				return c
 			}
 		}
