@@ -1,3 +1,4 @@
+-- +goose Up
 -- Read models of percorso, rebuilt from the event stream. Every table is
 -- derived: dropping them all and replaying the stream gives them back.
 

@@ -1,3 +1,4 @@
+-- +goose Up
 -- Auditors' reads of paths, recorded outside the event stream (API.md). Not
 -- derived from events: a rebuild of the read models keeps this table.
 CREATE TABLE audit_reads (

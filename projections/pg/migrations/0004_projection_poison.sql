@@ -1,3 +1,4 @@
+-- +goose Up
 -- Events a projection could not apply. The projection stops at the first
 -- one; only an explicit admin skip (recorded here) lets it go past.
 CREATE TABLE projection_poison (
