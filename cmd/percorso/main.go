@@ -38,6 +38,8 @@ Usage:
   percorso verify (--all | <path-id | tax-code>)
                              recompute hash chains; exit 1 if anything is wrong
   percorso erase <tax-code>  erase a worker's personal data (admin)
+  percorso export --from D --to D [--format csv|jsonl] [events|sessions|paths]
+                             export records, for auditors and admins
   percorso rebuild           replay the stream into fresh read models and switch, while serving (admin)
   percorso help              show this help
 
@@ -68,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runVerify(ctx, args[1:], stdout, stderr)
 	case "erase":
 		return runErase(ctx, args[1:], stdout, stderr)
+	case "export":
+		return runExport(ctx, args[1:], stdout, stderr)
 	case "rebuild":
 		return runRebuild(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
