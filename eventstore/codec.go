@@ -121,3 +121,29 @@ func (c *Codec) Decode(ctx context.Context, eventType string, version int, data 
 	}
 	return e, nil
 }
+
+// SealPerson seals a worker's personal data, as Encode does for
+// TakenInCharge; stores use it for state they keep beside the stream
+// (snapshots), which must hold no personal data in clear either.
+func (c *Codec) SealPerson(ctx context.Context, ref string, p workerpath.Person) (string, error) {
+	clear, err := json.Marshal(p)
+	if err != nil {
+		return "", err
+	}
+	return c.sealer.Seal(ctx, ref, clear)
+}
+
+// OpenPerson opens what SealPerson sealed; after erasure the person comes
+// back marked erased.
+func (c *Codec) OpenPerson(ctx context.Context, ref, sealed string) (workerpath.Person, error) {
+	clear, err := c.sealer.Open(ctx, ref, sealed)
+	if err != nil {
+		if c.isErased != nil && c.isErased(err) {
+			return workerpath.Person{Erased: true}, nil
+		}
+		return workerpath.Person{}, &OpenError{Err: err}
+	}
+	var p workerpath.Person
+	err = json.Unmarshal(clear, &p)
+	return p, err
+}

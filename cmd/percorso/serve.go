@@ -34,6 +34,10 @@ import (
 	"github.com/percorso/percorso/projections/pg"
 )
 
+// snapshotEvery is how many events a path's snapshot may fall behind: paths
+// rarely grow past a few dozen events, so only long ones get snapshots.
+const snapshotEvery = 50
+
 // readyLag is how far behind the stream the read models may be while the
 // instance still reports ready.
 const readyLag = 10000
@@ -102,7 +106,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	codec := eventstore.NewCodec(sealer, func(err error) bool { return errors.Is(err, privacy.ErrErased) })
 	m.codec = codec
-	store := natsjs.New(m.js, stream, codec)
+	snaps, err := natsjs.SnapshotStore(ctx, m.js, cfg.Replicas)
+	if err != nil {
+		return err
+	}
+	store := natsjs.New(m.js, stream, codec, natsjs.WithSnapshots(snaps, snapshotEvery))
 	idem, err := natsjs.NewIdempotency(ctx, m.js, cfg.Replicas)
 	if err != nil {
 		return err

@@ -158,16 +158,11 @@ func landed(h *History, cmdID string) (uint64, bool) {
 			return h.Events[i].Seq, true
 		}
 	}
-	return 0, false
+	seq, ok := h.BaseCommands[cmdID]
+	return seq, ok
 }
 
-func rebuild(h *History) *workerpath.Path {
-	p := &workerpath.Path{}
-	for _, r := range h.Events {
-		p.Apply(r.Event)
-	}
-	return p
-}
+func rebuild(h *History) *workerpath.Path { return h.State() }
 
 // TakeInCharge opens a path for a worker who has none open.
 func (h *Handler) TakeInCharge(ctx context.Context, r Request, c workerpath.TakeInCharge) (Result, error) {

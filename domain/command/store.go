@@ -25,10 +25,28 @@ type Recorded struct {
 
 // History is a path's events in order. Version is the stream sequence of its
 // last event (0: the path does not exist).
+//
+// A store may start a long path from a snapshot: Base is then the state of
+// the path before Events, and BaseCommands the commands (id -> sequence of
+// their last event) folded into it that a retry could still be asking about.
 type History struct {
-	PathID  string
-	Events  []Recorded
-	Version uint64
+	PathID       string
+	Events       []Recorded
+	Version      uint64
+	Base         *workerpath.Path
+	BaseCommands map[string]uint64
+}
+
+// State rebuilds the path's state from its base and events.
+func (h *History) State() *workerpath.Path {
+	p := &workerpath.Path{}
+	if h.Base != nil {
+		p = h.Base.Clone()
+	}
+	for _, r := range h.Events {
+		p.Apply(r.Event)
+	}
+	return p
 }
 
 // Write appends events to one path, if it is still at Expected.

@@ -45,6 +45,27 @@ type Path struct {
 	Events       int
 }
 
+// Clone returns a copy that shares nothing mutable with p (events it
+// points to are never changed).
+func (p *Path) Clone() *Path {
+	c := *p
+	c.Delivered = cloneMap(p.Delivered)
+	c.Credited = cloneMap(p.Credited)
+	c.Traineeships = cloneMap(p.Traineeships)
+	return &c
+}
+
+func cloneMap[K comparable, V any](m map[K]V) map[K]V {
+	if m == nil {
+		return nil
+	}
+	c := make(map[K]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
 // Exists reports whether the path was taken in charge.
 func (p *Path) Exists() bool { return p != nil && p.Status != "" }
 

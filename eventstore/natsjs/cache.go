@@ -20,6 +20,9 @@ type pathCache struct {
 type cachedPath struct {
 	hist     *command.History
 	lastHash string
+	// baseWorker is the sealed personal data of hist.Base (a snapshot),
+	// whose Worker is kept empty: the cache holds nothing personal in clear.
+	baseWorker string
 }
 
 type cacheItem struct {
@@ -70,17 +73,19 @@ func (c *pathCache) extend(id string, from uint64, recs []command.Recorded, head
 		return
 	}
 	cur := c.get(id)
-	var events []command.Recorded
+	next := &cachedPath{hist: &command.History{PathID: id}, lastHash: head}
 	switch {
 	case from == 0:
 	case cur != nil && cur.hist.Version == from:
-		events = cur.hist.Events[:len(cur.hist.Events):len(cur.hist.Events)]
+		next.hist.Events = cur.hist.Events[:len(cur.hist.Events):len(cur.hist.Events)]
+		next.hist.Base, next.hist.BaseCommands, next.baseWorker = cur.hist.Base, cur.hist.BaseCommands, cur.baseWorker
 	default:
 		c.drop(id)
 		return
 	}
-	events = append(events, recs...)
-	c.put(id, &cachedPath{hist: &command.History{PathID: id, Events: events, Version: recs[len(recs)-1].Seq}, lastHash: head})
+	next.hist.Events = append(next.hist.Events, recs...)
+	next.hist.Version = recs[len(recs)-1].Seq
+	c.put(id, next)
 }
 
 func (c *pathCache) drop(id string) {

@@ -24,6 +24,9 @@ type Store struct {
 	stream jetstream.Stream
 	codec  *eventstore.Codec
 	cache  *pathCache
+
+	snaps     jetstream.KeyValue
+	snapEvery int
 }
 
 var _ command.Store = (*Store)(nil)
@@ -63,7 +66,17 @@ func IsConflict(err error) bool {
 func (s *Store) Load(ctx context.Context, pathID string, fresh bool) (*command.History, error) {
 	cached := s.cache.get(pathID)
 	if cached != nil && !fresh {
-		return s.withPersonal(ctx, cached.hist)
+		return s.withPersonal(ctx, cached)
+	}
+	if cached == nil {
+		snap, err := s.loadSnapshot(ctx, pathID)
+		if err != nil {
+			return nil, err
+		}
+		if snap != nil {
+			cached = &cachedPath{hist: &command.History{PathID: pathID, Version: snap.Version, Base: snap.State,
+				BaseCommands: snap.Commands}, lastHash: snap.LastHash, baseWorker: snap.Worker}
+		}
 	}
 	var stop uint64
 	if cached != nil {
@@ -74,10 +87,11 @@ func (s *Store) Load(ctx context.Context, pathID string, fresh bool) (*command.H
 		return nil, err
 	}
 	hist := &command.History{PathID: pathID}
-	var lastHash string
-	if cached != nil && (len(envs) == 0 || envs[0].PrevSeq == stop) {
+	var lastHash, baseWorker string
+	if cached != nil && (len(envs) == 0 || (envs[0].PrevSeq == stop && envs[0].PrevHash == cached.lastHash)) {
 		hist.Events = cached.hist.Events[:len(cached.hist.Events):len(cached.hist.Events)]
 		hist.Version = cached.hist.Version
+		hist.Base, hist.BaseCommands, baseWorker = cached.hist.Base, cached.hist.BaseCommands, cached.baseWorker
 		lastHash = cached.lastHash
 	} else if cached != nil {
 		// The cache did not join up (it cannot, short of a bug): reload whole.
@@ -93,25 +107,37 @@ func (s *Store) Load(ctx context.Context, pathID string, fresh bool) (*command.H
 		hist.Events = append(hist.Events, command.Recorded{Seq: e.Seq, CommandID: e.CommandID, Event: ev})
 		hist.Version, lastHash = e.Seq, e.Hash
 	}
+	cp := &cachedPath{hist: hist, lastHash: lastHash, baseWorker: baseWorker}
 	if hist.Version != 0 {
-		s.cache.put(pathID, &cachedPath{hist: hist, lastHash: lastHash})
+		s.cache.put(pathID, cp)
 	}
-	return s.withPersonal(ctx, hist)
+	return s.withPersonal(ctx, cp)
 }
 
 // withPersonal returns a history with the worker's personal data opened,
 // leaving the (cached) history it starts from sealed. The cache never holds
 // personal data in clear: an erasure (the worker's key destroyed) must show
 // on the very next load, not when the path leaves the cache.
-func (s *Store) withPersonal(ctx context.Context, hist *command.History) (*command.History, error) {
+func (s *Store) withPersonal(ctx context.Context, cp *cachedPath) (*command.History, error) {
+	hist := cp.hist
 	out := hist
+	if hist.Base != nil && cp.baseWorker != "" {
+		person, err := s.codec.OpenPerson(ctx, hist.Base.WorkerRef, cp.baseWorker)
+		if err != nil {
+			return nil, fmt.Errorf("natsjs: path %s snapshot: %w", hist.PathID, err)
+		}
+		base := hist.Base.Clone()
+		base.Worker = person
+		out = &command.History{PathID: hist.PathID, Version: hist.Version, Events: hist.Events, Base: base, BaseCommands: hist.BaseCommands}
+	}
 	for i, r := range hist.Events {
 		t, ok := r.Event.(*workerpath.TakenInCharge)
 		if !ok {
 			continue
 		}
-		if out == hist {
-			out = &command.History{PathID: hist.PathID, Version: hist.Version, Events: slices.Clip(slices.Clone(hist.Events))}
+		if out == hist || &out.Events[0] == &hist.Events[0] {
+			out = &command.History{PathID: hist.PathID, Version: hist.Version, Events: slices.Clip(slices.Clone(hist.Events)),
+				Base: out.Base, BaseCommands: hist.BaseCommands}
 		}
 		// The cached event is already upcast: its JSON is current-version data.
 		data, err := json.Marshal(t)
@@ -317,6 +343,7 @@ func (s *Store) Append(ctx context.Context, meta command.Meta, writes []command.
 	}
 	for _, w := range writes {
 		s.cache.extend(w.PathID, w.Expected, added[w.PathID], heads[w.PathID])
+		s.maybeSnapshot(ctx, w.PathID)
 	}
 	return versions, nil
 }
