@@ -167,29 +167,22 @@ func Dispatch(ctx context.Context, h *command.Handler, c Call) (command.Result, 
 		req.Digest = digest(c.Name, "", b)
 		return h.TakeInCharge(ctx, req, cmd)
 	case CmdDeliverSession:
-		var b DeliverSessionBody
-		if err := Decode(c.Body, &b); err != nil {
-			return command.Result{}, err
-		}
-		id, err := c.pathID(b.PathID)
-		if err != nil {
-			return command.Result{}, err
-		}
-		b.PathID = ""
-		cmd := workerpath.DeliverSession{SessionID: b.SessionID, Service: b.Service, Minutes: b.Minutes,
-			MediatorPresent: b.MediatorPresent, Justification: b.Justification}
-		if cmd.DeliveredAt, err = parseTime(b.DeliveredAt, "delivered_at"); err != nil {
-			return command.Result{}, err
-		}
-		if b.Pact != nil {
-			p, err := b.Pact.input("pact.")
-			if err != nil {
+		return onPath(c, req, func(b *DeliverSessionBody) *string { return &b.PathID }, func(b DeliverSessionBody, id string, req command.Request) (command.Result, error) {
+			cmd := workerpath.DeliverSession{SessionID: b.SessionID, Service: b.Service, Minutes: b.Minutes,
+				MediatorPresent: b.MediatorPresent, Justification: b.Justification}
+			var err error
+			if cmd.DeliveredAt, err = parseTime(b.DeliveredAt, "delivered_at"); err != nil {
 				return command.Result{}, err
 			}
-			cmd.Pact = &p
-		}
-		req.Digest = digest(c.Name, id, b)
-		return h.DeliverSession(ctx, req, id, auth, cmd)
+			if b.Pact != nil {
+				p, err := b.Pact.input("pact.")
+				if err != nil {
+					return command.Result{}, err
+				}
+				cmd.Pact = &p
+			}
+			return h.DeliverSession(ctx, req, id, auth, cmd)
+		})
 	case CmdDeliverGroupSession:
 		var b GroupSessionBody
 		if err := Decode(c.Body, &b); err != nil {
@@ -204,107 +197,64 @@ func Dispatch(ctx context.Context, h *command.Handler, c Call) (command.Result, 
 		req.Digest = digest(c.Name, "", b)
 		return h.DeliverGroupSession(ctx, req, auth, cmd)
 	case CmdSignPact:
-		var b SignPactBody
-		if err := Decode(c.Body, &b); err != nil {
-			return command.Result{}, err
-		}
-		id, err := c.pathID(b.PathID)
-		if err != nil {
-			return command.Result{}, err
-		}
-		b.PathID = ""
-		p, err := PactBody{SignedAt: b.SignedAt, DIDOn: b.DIDOn}.input("")
-		if err != nil {
-			return command.Result{}, err
-		}
-		req.Digest = digest(c.Name, id, b)
-		return h.SignPact(ctx, req, id, auth, p)
+		return onPath(c, req, func(b *SignPactBody) *string { return &b.PathID }, func(b SignPactBody, id string, req command.Request) (command.Result, error) {
+			p, err := PactBody{SignedAt: b.SignedAt, DIDOn: b.DIDOn}.input("")
+			if err != nil {
+				return command.Result{}, err
+			}
+			return h.SignPact(ctx, req, id, auth, p)
+		})
 	case CmdActivateTraineeship:
-		var b TraineeshipBody
-		if err := Decode(c.Body, &b); err != nil {
-			return command.Result{}, err
-		}
-		id, err := c.pathID(b.PathID)
-		if err != nil {
-			return command.Result{}, err
-		}
-		b.PathID = ""
-		cmd := workerpath.ActivateTraineeship{TraineeshipID: b.TraineeshipID, HostTaxCode: b.HostTaxCode, Minutes: b.Minutes}
-		if cmd.StartsOn, err = parseDate(b.StartsOn, "starts_on", true); err != nil {
-			return command.Result{}, err
-		}
-		if cmd.EndsOn, err = parseDate(b.EndsOn, "ends_on", false); err != nil {
-			return command.Result{}, err
-		}
-		if cmd.DeliveredAt, err = parseTime(b.DeliveredAt, "delivered_at"); err != nil {
-			return command.Result{}, err
-		}
-		req.Digest = digest(c.Name, id, b)
-		return h.ActivateTraineeship(ctx, req, id, auth, cmd)
+		return onPath(c, req, func(b *TraineeshipBody) *string { return &b.PathID }, func(b TraineeshipBody, id string, req command.Request) (command.Result, error) {
+			cmd := workerpath.ActivateTraineeship{TraineeshipID: b.TraineeshipID, HostTaxCode: b.HostTaxCode, Minutes: b.Minutes}
+			var err error
+			if cmd.StartsOn, err = parseDate(b.StartsOn, "starts_on", true); err != nil {
+				return command.Result{}, err
+			}
+			if cmd.EndsOn, err = parseDate(b.EndsOn, "ends_on", false); err != nil {
+				return command.Result{}, err
+			}
+			if cmd.DeliveredAt, err = parseTime(b.DeliveredAt, "delivered_at"); err != nil {
+				return command.Result{}, err
+			}
+			return h.ActivateTraineeship(ctx, req, id, auth, cmd)
+		})
 	case CmdVerifyPath:
-		var b VerifyBody
-		if err := Decode(c.Body, &b); err != nil {
-			return command.Result{}, err
-		}
-		id, err := c.pathID(b.PathID)
-		if err != nil {
-			return command.Result{}, err
-		}
-		b.PathID = ""
-		cmd := workerpath.VerifyPath{Outcome: b.Outcome, Minutes: b.Minutes, Note: b.Note}
-		if cmd.VerifiedAt, err = parseTime(b.VerifiedAt, "verified_at"); err != nil {
-			return command.Result{}, err
-		}
-		req.Digest = digest(c.Name, id, b)
-		return h.VerifyPath(ctx, req, id, auth, cmd)
+		return onPath(c, req, func(b *VerifyBody) *string { return &b.PathID }, func(b VerifyBody, id string, req command.Request) (command.Result, error) {
+			cmd := workerpath.VerifyPath{Outcome: b.Outcome, Minutes: b.Minutes, Note: b.Note}
+			var err error
+			if cmd.VerifiedAt, err = parseTime(b.VerifiedAt, "verified_at"); err != nil {
+				return command.Result{}, err
+			}
+			return h.VerifyPath(ctx, req, id, auth, cmd)
+		})
 	case CmdRecordNoShow:
-		var b NoShowBody
-		if err := Decode(c.Body, &b); err != nil {
-			return command.Result{}, err
-		}
-		id, err := c.pathID(b.PathID)
-		if err != nil {
-			return command.Result{}, err
-		}
-		b.PathID = ""
-		cmd := workerpath.RecordNoShow{Justified: b.Justified, Reason: b.Reason}
-		if cmd.AppointmentAt, err = parseTime(b.AppointmentAt, "appointment_at"); err != nil {
-			return command.Result{}, err
-		}
-		req.Digest = digest(c.Name, id, b)
-		return h.RecordNoShow(ctx, req, id, auth, cmd)
+		return onPath(c, req, func(b *NoShowBody) *string { return &b.PathID }, func(b NoShowBody, id string, req command.Request) (command.Result, error) {
+			cmd := workerpath.RecordNoShow{Justified: b.Justified, Reason: b.Reason}
+			var err error
+			if cmd.AppointmentAt, err = parseTime(b.AppointmentAt, "appointment_at"); err != nil {
+				return command.Result{}, err
+			}
+			return h.RecordNoShow(ctx, req, id, auth, cmd)
+		})
 	case CmdReportRefusal:
-		var b RefusalBody
-		if err := Decode(c.Body, &b); err != nil {
-			return command.Result{}, err
-		}
-		id, err := c.pathID(b.PathID)
-		if err != nil {
-			return command.Result{}, err
-		}
-		b.PathID = ""
-		cmd := workerpath.ReportRefusal{Kind: b.Kind, Note: b.Note}
-		if cmd.At, err = parseTime(b.At, "at"); err != nil {
-			return command.Result{}, err
-		}
-		req.Digest = digest(c.Name, id, b)
-		return h.ReportRefusal(ctx, req, id, auth, cmd)
+		return onPath(c, req, func(b *RefusalBody) *string { return &b.PathID }, func(b RefusalBody, id string, req command.Request) (command.Result, error) {
+			cmd := workerpath.ReportRefusal{Kind: b.Kind, Note: b.Note}
+			var err error
+			if cmd.At, err = parseTime(b.At, "at"); err != nil {
+				return command.Result{}, err
+			}
+			return h.ReportRefusal(ctx, req, id, auth, cmd)
+		})
 	case CmdClosePath:
-		var b CloseBody
-		if err := Decode(c.Body, &b); err != nil {
-			return command.Result{}, err
-		}
-		id, err := c.pathID(b.PathID)
-		if err != nil {
-			return command.Result{}, err
-		}
-		b.PathID = ""
-		cmd := workerpath.ClosePath{Reason: b.Reason}
-		if cmd.ClosedAt, err = parseTime(b.ClosedAt, "closed_at"); err != nil {
-			return command.Result{}, err
-		}
-		req.Digest = digest(c.Name, id, b)
-		return h.ClosePath(ctx, req, id, auth, cmd)
+		return onPath(c, req, func(b *CloseBody) *string { return &b.PathID }, func(b CloseBody, id string, req command.Request) (command.Result, error) {
+			cmd := workerpath.ClosePath{Reason: b.Reason}
+			var err error
+			if cmd.ClosedAt, err = parseTime(b.ClosedAt, "closed_at"); err != nil {
+				return command.Result{}, err
+			}
+			return h.ClosePath(ctx, req, id, auth, cmd)
+		})
 	case CmdEraseWorker:
 		tax := c.TaxCode
 		if c.FromBody || len(c.Body) > 0 {
@@ -325,6 +275,24 @@ func Dispatch(ctx context.Context, h *command.Handler, c Call) (command.Result, 
 		return h.EraseWorker(ctx, req, tax)
 	}
 	return command.Result{}, fault.New(fault.NotFound, fault.CodeNotFound, "unknown command %q", c.Name)
+}
+
+// onPath runs a path-scoped command: it decodes the body, takes the path id
+// from the URL (HTTP) or the body (NATS), and identifies the request by the
+// command name, the path and the body without its path id, so the same
+// request over either transport is the same request.
+func onPath[B any](c Call, req command.Request, pathField func(*B) *string, run func(b B, pathID string, req command.Request) (command.Result, error)) (command.Result, error) {
+	var b B
+	if err := Decode(c.Body, &b); err != nil {
+		return command.Result{}, err
+	}
+	id, err := c.pathID(*pathField(&b))
+	if err != nil {
+		return command.Result{}, err
+	}
+	*pathField(&b) = ""
+	req.Digest = digest(c.Name, id, b)
+	return run(b, id, req)
 }
 
 func (c Call) pathID(fromBody string) (string, error) {
