@@ -126,23 +126,6 @@ func freshPool(t *testing.T) *pgxpool.Pool {
 	return pool
 }
 
-func dump(t *testing.T, pool *pgxpool.Pool) string {
-	t.Helper()
-	var b strings.Builder
-	for _, q := range []string{
-		`SELECT coalesce(json_agg(p ORDER BY path_id), '[]') FROM paths p`,
-		`SELECT coalesce(json_agg(s ORDER BY seq), '[]') FROM sessions s`,
-		`SELECT coalesce(json_agg(a ORDER BY seq), '[]') FROM audit_events a`,
-	} {
-		var s string
-		if err := pool.QueryRow(context.Background(), q).Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		b.WriteString(s + "\n")
-	}
-	return b.String()
-}
-
 // runToEnd runs a projector on pool until it has applied the whole stream.
 func runToEnd(t *testing.T, w *world, pool *pgxpool.Pool) {
 	t.Helper()
@@ -190,7 +173,7 @@ func TestCancelledMidBatch(t *testing.T) {
 	runToEnd(t, w, pool)
 	want := freshPool(t)
 	runToEnd(t, w, want)
-	if got, exp := dump(t, pool), dump(t, want); got != exp {
+	if got, exp := pgtest.Dump(t, pool), pgtest.Dump(t, want); got != exp {
 		t.Fatalf("read models after crashes differ from a fresh replay")
 	}
 	var n int
@@ -251,7 +234,7 @@ func TestKilledProjector(t *testing.T) {
 	runToEnd(t, w, pool)
 	want := freshPool(t)
 	runToEnd(t, w, want)
-	if dump(t, pool) != dump(t, want) {
+	if pgtest.Dump(t, pool) != pgtest.Dump(t, want) {
 		t.Fatal("read models after SIGKILLs differ from a fresh replay")
 	}
 }

@@ -19,26 +19,6 @@ import (
 	"github.com/percorso/percorso/projections/pgtest"
 )
 
-// dump renders the read models that events determine, row by row, so two
-// sets can be compared exactly.
-func dump(t *testing.T, pool *pgxpool.Pool) string {
-	t.Helper()
-	var b strings.Builder
-	for _, q := range []string{
-		`SELECT coalesce(json_agg(p ORDER BY path_id), '[]') FROM paths p`,
-		`SELECT coalesce(json_agg(s ORDER BY seq), '[]') FROM sessions s`,
-		`SELECT coalesce(json_agg(a ORDER BY seq), '[]') FROM audit_events a`,
-	} {
-		var s string
-		if err := pool.QueryRow(context.Background(), q).Scan(&s); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-		b.WriteString(s)
-		b.WriteByte('\n')
-	}
-	return b.String()
-}
-
 // replay builds the read models from the stream alone into a fresh database.
 func replay(t *testing.T, m *Main) *pgxpool.Pool {
 	t.Helper()
@@ -124,7 +104,7 @@ func TestRebuildUnderLiveWrites(t *testing.T) {
 		t.Fatal("no live writes happened during the rebuild")
 	}
 	waitCaughtUp(t, m)
-	if got, want := dump(t, m.pool), dump(t, replay(t, m)); got != want {
+	if got, want := pgtest.Dump(t, m.pool), pgtest.Dump(t, replay(t, m)); got != want {
 		t.Errorf("live read models differ from a fresh replay after the rebuild (%d vs %d bytes)", len(got), len(want))
 	}
 	// The API still answers from the new set.

@@ -161,3 +161,29 @@ func redact(raw string) string {
 	}
 	return u.Redacted()
 }
+
+// Queryer is what Dump reads through (a pool or a connection).
+type Queryer interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Dump renders the read models that events determine (paths, sessions,
+// audit events), row by row in a fixed order, so that two sets — say, one
+// that survived crashes and a fresh replay — can be compared exactly.
+func Dump(t testing.TB, db Queryer) string {
+	t.Helper()
+	var b strings.Builder
+	for _, q := range []string{
+		`SELECT coalesce(json_agg(p ORDER BY path_id), '[]') FROM paths p`,
+		`SELECT coalesce(json_agg(s ORDER BY seq), '[]') FROM sessions s`,
+		`SELECT coalesce(json_agg(a ORDER BY seq), '[]') FROM audit_events a`,
+	} {
+		var s string
+		if err := db.QueryRow(context.Background(), q).Scan(&s); err != nil {
+			t.Fatalf("pgtest: %s: %v", q, err)
+		}
+		b.WriteString(s)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
