@@ -207,7 +207,7 @@ func TestKilledProjector(t *testing.T) {
 		t.Skip()
 	}
 	w := newWorld(t)
-	w.load(t, 0, 30, 400)
+	w.load(t, 0, 30, 2500)
 	pool := freshPool(t)
 	var pgURL string
 	pool.QueryRow(context.Background(), `SELECT current_database()`).Scan(&pgURL)
@@ -220,7 +220,7 @@ func TestKilledProjector(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(150+rng.IntN(400)) * time.Millisecond)
+		time.Sleep(time.Duration(100+rng.IntN(500)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		var cp int64
