@@ -68,7 +68,7 @@ const (
 // Service is the running NATS edge.
 type Service struct {
 	nc       *nats.Conn
-	svc      micro.Service
+	svcs     []micro.Service
 	commands *command.Handler
 	auth     *access.Directory
 	limiter  *access.Limiter
@@ -97,7 +97,36 @@ func New(nc *nats.Conn, h *command.Handler, auth *access.Directory, log *slog.Lo
 	}
 	s := &Service{nc: nc, commands: h, auth: auth, limiter: access.NewLimiter(authFailuresPerMinute), log: log}
 	s.base, s.cancel = context.WithCancel(context.Background())
-	svc, err := micro.AddService(nc, micro.Config{
+	// micro serves each endpoint one request at a time (its statistics are
+	// kept around the handler call), so concurrency comes from instances:
+	// several in each process, all in one queue group, like several
+	// processes would be.
+	for range Instances {
+		svc, err := s.addInstance()
+		if err != nil {
+			s.stopAll()
+			s.cancel()
+			return nil, err
+		}
+		s.svcs = append(s.svcs, svc)
+	}
+	// Subscriptions are only queued on the connection: flushing makes
+	// the endpoints reachable by the time New returns.
+	if err := nc.FlushTimeout(flushTimeout); err != nil {
+		s.stopAll()
+		s.cancel()
+		return nil, fmt.Errorf("natsapi: registering endpoints: %w", err)
+	}
+	return s, nil
+}
+
+// Instances is how many service instances one process runs: the number of
+// commands of one kind it handles at once.
+const Instances = 16
+
+func (s *Service) addInstance() (micro.Service, error) {
+	log := s.log
+	svc, err := micro.AddService(s.nc, micro.Config{
 		Name:        ServiceName,
 		Version:     Version,
 		Description: description,
@@ -109,26 +138,23 @@ func New(nc *nats.Conn, h *command.Handler, auth *access.Directory, log *slog.Lo
 		},
 	})
 	if err != nil {
-		s.cancel()
 		return nil, fmt.Errorf("natsapi: add service: %w", err)
 	}
 	for _, name := range wire.CommandNames {
-		err := svc.AddEndpoint(name, s.endpoint(name), micro.WithEndpointSubject(SubjectPrefix+name))
-		if err != nil {
+		if err := svc.AddEndpoint(name, s.endpoint(name), micro.WithEndpointSubject(SubjectPrefix+name)); err != nil {
 			svc.Stop()
-			s.cancel()
 			return nil, fmt.Errorf("natsapi: endpoint %s: %w", name, err)
 		}
 	}
-	s.svc = svc
-	// Subscriptions are only queued on the connection: flushing makes
-	// the endpoints reachable by the time New returns.
-	if err := nc.FlushTimeout(flushTimeout); err != nil {
-		svc.Stop()
-		s.cancel()
-		return nil, fmt.Errorf("natsapi: registering endpoints: %w", err)
+	return svc, nil
+}
+
+func (s *Service) stopAll() error {
+	var err error
+	for _, svc := range s.svcs {
+		err = errors.Join(err, svc.Stop())
 	}
-	return s, nil
+	return err
 }
 
 // Stop unsubscribes every endpoint, so that new requests go to the other
@@ -142,7 +168,7 @@ func (s *Service) Stop() error {
 	}
 	s.stopping = true
 	s.mu.Unlock()
-	err := s.svc.Stop()
+	err := s.stopAll()
 	// The unsubscriptions are only queued on the connection: until the
 	// server has them, it keeps routing requests here rather than to the
 	// other instances.
@@ -163,9 +189,8 @@ func (s *Service) Stop() error {
 // endpoint serves one command. micro calls it on the endpoint's
 // subscription goroutine, one request at a time: answering from another
 // goroutine would race with micro's own bookkeeping of errors and timings
-// (what `nats micro stats` shows). Concurrency comes from the ten endpoints
-// being served independently and from the instances of the queue group; a
-// command's time is mostly one JetStream acknowledgement.
+// (what `nats micro stats` shows). Concurrency comes from the Instances of
+// the service in each process and from the processes in the queue group.
 func (s *Service) endpoint(name string) micro.HandlerFunc {
 	return func(req micro.Request) {
 		s.mu.RLock()

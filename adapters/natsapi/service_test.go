@@ -334,9 +334,15 @@ func TestDiscovery(t *testing.T) {
 		t.Fatalf("ping: %v", err)
 	}
 	e.request(t, wire.CmdClosePath, `{`, e.auth(operator))
-	e.waitStats(t, wire.CmdClosePath, 1, func(eps []micro.EndpointStats) bool {
-		ep := eps[0]
-		return ep.NumRequests == 1 && ep.NumErrors == 1 && strings.Contains(ep.LastError, "malformed_json")
+	e.waitStats(t, wire.CmdClosePath, natsapi.Instances, func(eps []micro.EndpointStats) bool {
+		var requests, errs int
+		last := ""
+		for _, ep := range eps {
+			requests += ep.NumRequests
+			errs += ep.NumErrors
+			last += ep.LastError
+		}
+		return requests == 1 && errs == 1 && strings.Contains(last, "malformed_json")
 	})
 }
 
@@ -398,9 +404,14 @@ func TestQueueGroup(t *testing.T) {
 		}
 		version = res.Version
 	}
-	// Both instances answer STATS; their counts add up to the requests sent.
-	e.waitStats(t, wire.CmdDeliverSession, 2, func(eps []micro.EndpointStats) bool {
-		return eps[0].NumRequests+eps[1].NumRequests == sessions
+	// Every instance of both answers STATS; their counts add up to the
+	// requests sent.
+	e.waitStats(t, wire.CmdDeliverSession, 2*natsapi.Instances, func(eps []micro.EndpointStats) bool {
+		n := 0
+		for _, ep := range eps {
+			n += ep.NumRequests
+		}
+		return n == sessions
 	})
 	if err := second.Stop(); err != nil {
 		t.Fatal(err)
