@@ -261,8 +261,13 @@ func TestIdempotencyAndIfMatch(t *testing.T) {
 
 func TestShutdownIsPrompt(t *testing.T) {
 	m := startMain(t)
-	if s, _, _ := (client{t, m.HTTPURL(), ""}).do("GET", "/readyz", ""); s != 200 {
-		t.Fatalf("readyz = %d", s)
+	// Ready once the projector's consumer is up, a moment after start.
+	status := 0
+	for deadline := time.Now().Add(15 * time.Second); status != 200 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		status, _, _ = (client{t, m.HTTPURL(), ""}).do("GET", "/readyz", "")
+	}
+	if status != 200 {
+		t.Fatalf("readyz = %d", status)
 	}
 	start := time.Now()
 	m.Close()
