@@ -213,23 +213,42 @@ func TestKilledProjector(t *testing.T) {
 	pool.QueryRow(context.Background(), `SELECT current_database()`).Scan(&pgURL)
 	url := strings.Replace(pool.Config().ConnString(), "/"+pool.Config().ConnConfig.Database, "/"+pgURL, 1)
 	rng := rand.New(rand.NewPCG(3, 4))
-	applied := map[int64]bool{}
+	checkpoint := func() int64 {
+		var cp int64
+		pool.QueryRow(context.Background(), `SELECT coalesce(max(seq), 0) FROM projection_checkpoints`).Scan(&cp)
+		return cp
+	}
+	// Each round kills the child once it has committed something new, a
+	// random moment later: mid-replay, however slow the machine is.
+	var kills []int64
 	for range 6 {
+		before := checkpoint()
 		cmd := exec.Command(os.Args[0], "-test.run=^TestProjectorChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), "PERCORSO_CHILD_NATS="+w.url, "PERCORSO_CHILD_PG="+url)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(100+rng.IntN(500)) * time.Millisecond)
+		for deadline := time.Now().Add(30 * time.Second); checkpoint() == before && time.Now().Before(deadline); {
+			time.Sleep(2 * time.Millisecond)
+		}
+		time.Sleep(time.Duration(rng.IntN(40)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
-		var cp int64
-		pool.QueryRow(context.Background(), `SELECT coalesce(max(seq), 0) FROM projection_checkpoints`).Scan(&cp)
-		applied[cp] = true
+		kills = append(kills, checkpoint())
 	}
-	t.Logf("checkpoints after each kill: %v", applied)
-	if len(applied) < 2 {
-		t.Errorf("the kills did not land at different points of the replay: %v", applied)
+	t.Logf("checkpoints after each kill: %v", kills)
+	last, err := w.js.Stream(context.Background(), eventstore.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	midway := 0
+	for _, k := range kills {
+		if k > 0 && uint64(k) < last.CachedInfo().State.LastSeq {
+			midway++
+		}
+	}
+	if midway < 2 {
+		t.Errorf("fewer than two kills landed mid-replay: %v", kills)
 	}
 	runToEnd(t, w, pool)
 	want := freshPool(t)
