@@ -4,7 +4,10 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/percorso/percorso/adapters/wire"
 	"github.com/percorso/percorso/domain/access"
@@ -125,7 +128,12 @@ func (s *Server) auditReads(w http.ResponseWriter, r *http.Request, p access.Pri
 		s.fail(w, r, fault.New(fault.Unavailable, fault.CodeUnavailable, "the read log is not available"))
 		return
 	}
-	reads, err := s.reads.Reads(r.Context(), r.URL.Query().Get("principal"), limit)
+	who := r.URL.Query().Get("principal")
+	if len(who) > 200 || !utf8.ValidString(who) || strings.ContainsFunc(who, unicode.IsControl) {
+		s.fail(w, r, fault.Invalidf("principal", "principal must be a principal's name"))
+		return
+	}
+	reads, err := s.reads.Reads(r.Context(), who, limit)
 	if err != nil {
 		s.fail(w, r, &fault.Error{Kind: fault.Unavailable, Code: fault.CodeUnavailable, Message: "the read log is unavailable", Err: err})
 		return

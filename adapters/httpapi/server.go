@@ -92,7 +92,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /readyz", s.ready)
 	s.mux.HandleFunc("GET /metrics", s.metrics.ServeHTTP)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.fail(w, r, fault.New(fault.NotFound, fault.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+		s.fail(w, r, fault.New(fault.NotFound, fault.CodeNotFound, "no route for this %s request (the URL is not echoed: it may hold a tax code); see /openapi.json", r.Method))
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"strings"
 
 	"github.com/percorso/percorso/domain/access"
 	"github.com/percorso/percorso/domain/command"
@@ -139,6 +140,11 @@ type Call struct {
 func Dispatch(ctx context.Context, h *command.Handler, c Call) (command.Result, error) {
 	if len(c.IdempotencyKey) > 200 {
 		return command.Result{}, fault.Invalidf("Idempotency-Key", "Idempotency-Key is longer than 200 characters")
+	}
+	// The correlation id travels on every event and into the audit tables:
+	// printable ASCII only, bounded.
+	if len(c.CorrelationID) > 200 || strings.ContainsFunc(c.CorrelationID, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+		return command.Result{}, fault.Invalidf("X-Correlation-Id", "X-Correlation-Id must be at most 200 printable ASCII characters")
 	}
 	// Refuse a principal who may never run this command before looking at
 	// the input, so validation tells them nothing.

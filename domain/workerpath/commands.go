@@ -69,6 +69,9 @@ func ValidateTakeInCharge(c TakeInCharge, now time.Time) error {
 			return fault.Rulef(fault.CodeInvalidDate, "birth date %s is not plausible for a worker", w.BirthDate).OnField("worker.birth_date")
 		}
 	}
+	if err := checkChars(w.MediatorLanguage, "worker.mediator_language", 50); err != nil {
+		return err
+	}
 	if utf8.RuneCountInString(w.MediatorLanguage) > 50 {
 		return fault.Invalidf("worker.mediator_language", "mediator language is longer than 50 characters")
 	}
@@ -83,6 +86,9 @@ func ValidateTakeInCharge(c TakeInCharge, now time.Time) error {
 	}
 	if c.Support.Kind != want {
 		return fault.Rulef(fault.CodeSupportMismatch, "worker type %q requires support %q, not %q", c.Category, want, c.Support.Kind).OnField("support.kind")
+	}
+	if err := checkChars(c.Support.AgreementCode, "support.agreement_code", 100); err != nil {
+		return err
 	}
 	if len(c.Support.AgreementCode) > 100 {
 		return fault.Invalidf("support.agreement_code", "agreement code is longer than 100 characters")
@@ -510,15 +516,25 @@ func checkName(s, field string) error {
 	if strings.TrimSpace(s) == "" {
 		return fault.Invalidf(field, "%s is required", field)
 	}
-	if utf8.RuneCountInString(s) > maxName || !utf8.ValidString(s) {
-		return fault.Invalidf(field, "%s is longer than %d characters", field, maxName)
-	}
-	return nil
+	return checkChars(s, field, maxName)
 }
 
-func checkText(s, field string) error {
-	if utf8.RuneCountInString(s) > maxText {
-		return fault.Invalidf(field, "%s is longer than %d characters", field, maxText)
+func checkText(s, field string) error { return checkChars(s, field, maxText) }
+
+// checkChars bounds free text and keeps out what no record needs and the
+// read models cannot store: invalid UTF-8 and control characters other than
+// line breaks and tabs (a NUL byte above all).
+func checkChars(s, field string, limit int) error {
+	if !utf8.ValidString(s) {
+		return fault.Invalidf(field, "%s is not valid UTF-8", field)
+	}
+	if utf8.RuneCountInString(s) > limit {
+		return fault.Invalidf(field, "%s is longer than %d characters", field, limit)
+	}
+	for _, r := range s {
+		if r < 0x20 && r != '\n' && r != '\r' && r != '\t' || r == 0x7f {
+			return fault.Invalidf(field, "%s contains a control character", field)
+		}
 	}
 	return nil
 }
