@@ -2,6 +2,12 @@
 // stream in order from its checkpoint, applies events in batches, and
 // commits the checkpoint with the batch, so every event takes effect exactly
 // once however often the worker is stopped, killed or restarted.
+//
+// A projector may own one partition of the paths (pg.Partition): it still
+// reads the whole stream — reading is cheap next to writing, and one ordered
+// consumer keeps each path's order without any server-side set-up — but
+// decodes and applies only its own paths' events, and moves its checkpoint
+// past the others'.
 package projections
 
 import (
@@ -33,6 +39,7 @@ type Runner struct {
 	js     jetstream.JetStream
 	codec  *eventstore.Codec
 	sink   Sink
+	part   pg.Partition
 	log    *slog.Logger
 	Batch  int           // events per transaction
 	Linger time.Duration // how long a partial batch may wait for more
@@ -41,6 +48,7 @@ type Runner struct {
 	pending   atomic.Uint64 // events in the stream past the last delivered one
 	inflight  atomic.Uint64 // delivered, not yet committed
 	delivered atomic.Uint64 // events delivered since start
+	projected atomic.Uint64 // events of its partition committed since start
 	running   atomic.Bool
 	mu        sync.Mutex
 	poison    *pg.PoisonError
@@ -48,10 +56,23 @@ type Runner struct {
 	waiters   []chan struct{}
 }
 
-// NewRunner returns a runner.
+// NewRunner returns a runner. A sink that belongs to a partition
+// (Partition() pg.Partition) gets only that partition's events: the filter
+// and the checkpoint name come from the same place and cannot disagree.
 func NewRunner(js jetstream.JetStream, codec *eventstore.Codec, sink Sink, log *slog.Logger) *Runner {
-	return &Runner{js: js, codec: codec, sink: sink, log: log, Batch: 500, Linger: 5 * time.Millisecond}
+	r := &Runner{js: js, codec: codec, sink: sink, log: log, Batch: 500, Linger: 5 * time.Millisecond}
+	if p, ok := sink.(interface{ Partition() pg.Partition }); ok {
+		r.part = p.Partition()
+	}
+	return r
 }
+
+// Partition is the share of the paths the runner projects.
+func (r *Runner) Partition() pg.Partition { return r.part }
+
+// Projected counts the events of its partition the runner committed since
+// it started: its throughput is the rate of this count.
+func (r *Runner) Projected() uint64 { return r.projected.Load() }
 
 // Applied is the stream sequence the projection has applied up to.
 func (r *Runner) Applied() uint64 { return r.applied.Load() }
@@ -80,8 +101,12 @@ func (r *Runner) Poisoned() *pg.PoisonError {
 func (r *Runner) Run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
+		before := r.applied.Load()
 		err := r.consume(ctx)
 		r.running.Store(false)
+		if r.applied.Load() > before {
+			backoff = 100 * time.Millisecond // it got somewhere: a new failure, not the same one again
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -149,6 +174,11 @@ func (r *Runner) consume(ctx context.Context) error {
 		return fmt.Errorf("consuming: %w", err)
 	}
 	defer it.Stop()
+	// What is pending now, before any delivery: resuming past the last event
+	// (from another layout's checkpoint) delivers nothing that would tell.
+	if info := cons.CachedInfo(); info != nil {
+		r.pending.Store(info.NumPending)
+	}
 	msgs := make(chan jetstream.Msg, r.Batch)
 	errc := make(chan error, 1)
 	go func() {
@@ -205,6 +235,13 @@ func (r *Runner) consume(ctx context.Context) error {
 			return fmt.Errorf("applying batch ending at %d: %w", batch[len(batch)-1].Env.Seq, err)
 		}
 		r.inflight.Add(^uint64(len(batch) - 1))
+		own := 0
+		for _, it := range batch {
+			if it.Event != nil {
+				own++
+			}
+		}
+		r.projected.Add(uint64(own))
 		r.setApplied(batch[len(batch)-1].Env.Seq)
 	}
 }
@@ -218,6 +255,9 @@ func (r *Runner) decode(ctx context.Context, m jetstream.Msg) (pg.Item, error) {
 	r.pending.Store(meta.NumPending)
 	r.inflight.Add(1)
 	r.delivered.Add(1)
+	if path, _ := eventstore.PathOf(m.Subject()); !r.part.Owns(path) {
+		return pg.Item{Env: &eventstore.Envelope{Seq: seq, PathID: path}}, nil
+	}
 	env, err := eventstore.FromHeaders(seq, m.Subject(), m.Headers().Get, m.Data())
 	if err != nil {
 		return pg.Item{}, &pg.PoisonError{Seq: seq, Err: err}

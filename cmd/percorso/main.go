@@ -41,6 +41,9 @@ Usage:
   percorso export --from D --to D [--format csv|jsonl] [events|sessions|paths]
                              export records, for auditors and admins
   percorso rebuild           replay the stream into fresh read models and switch, while serving (admin)
+  percorso backup --dir D    snapshot every stream (events, keys, command records) while serving (admin)
+  percorso restore --dir D   restore a backup into servers without those streams (admin)
+  percorso bench [--quick] [--json]  measure commands, lag, rebuild, history, memory beside raw baselines
   percorso help              show this help
 
 Run "percorso serve -h" for the flags.
@@ -74,6 +77,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runExport(ctx, args[1:], stdout, stderr)
 	case "rebuild":
 		return runRebuild(ctx, args[1:], stdout, stderr)
+	case "backup":
+		return runBackup(ctx, args[1:], stdout, stderr)
+	case "restore":
+		return runRestore(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

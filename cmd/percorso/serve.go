@@ -2,19 +2,25 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -22,6 +28,7 @@ import (
 
 	"github.com/percorso/percorso/adapters/httpapi"
 	"github.com/percorso/percorso/adapters/natsapi"
+	"github.com/percorso/percorso/adapters/ui"
 	"github.com/percorso/percorso/cmd/percorso/internal/embeddedpg"
 	"github.com/percorso/percorso/domain/access"
 	"github.com/percorso/percorso/domain/command"
@@ -79,8 +86,13 @@ func (m *Main) HTTPURL() string { return "http://" + m.httpAddr }
 // NATSURL is the client URL of the NATS in use ("" when in-process only).
 func (m *Main) NATSURL() string { return m.natsURL }
 
-// Run starts every component and returns once the API is serving.
+// Run starts every component of the instance's role and returns once it is
+// serving: the API (role api), the projector and its probes (role
+// projector), or both (role all).
 func (m *Main) Run(ctx context.Context) (err error) {
+	if m.Config.Role == "" {
+		m.Config.Role = RoleAll
+	}
 	cfg := m.Config
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -88,9 +100,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.startNATS(ctx); err != nil {
 		return err
 	}
-	stream, err := natsjs.Provision(ctx, m.js, cfg.Replicas)
-	if err != nil {
-		return err
+	// The APIs write the stream, so they provision it; a projector alone
+	// waits for it (its runner retries), unless the NATS server is its own.
+	var stream jetstream.Stream
+	if cfg.serves() || cfg.NATSURL == "" {
+		if stream, err = natsjs.Provision(ctx, m.js, cfg.Replicas); err != nil {
+			return err
+		}
 	}
 	master, err := m.masterKey()
 	if err != nil {
@@ -106,77 +122,78 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	codec := eventstore.NewCodec(sealer, func(err error) bool { return errors.Is(err, privacy.ErrErased) })
 	m.codec = codec
-	snaps, err := natsjs.SnapshotStore(ctx, m.js, cfg.Replicas)
-	if err != nil {
-		return err
+	var store *natsjs.Store
+	var handler *command.Handler
+	if cfg.serves() {
+		snaps, err := natsjs.SnapshotStore(ctx, m.js, cfg.Replicas)
+		if err != nil {
+			return err
+		}
+		store = natsjs.New(m.js, stream, codec, natsjs.WithSnapshots(snaps, snapshotEvery))
+		idem, err := natsjs.NewIdempotency(ctx, m.js, cfg.Replicas)
+		if err != nil {
+			return err
+		}
+		handler = command.New(store, idem, sealer)
 	}
-	store := natsjs.New(m.js, stream, codec, natsjs.WithSnapshots(snaps, snapshotEvery))
-	idem, err := natsjs.NewIdempotency(ctx, m.js, cfg.Replicas)
-	if err != nil {
-		return err
-	}
-	handler := command.New(store, idem, sealer)
-
 	if err := m.startPostgres(ctx); err != nil {
 		return err
-	}
-	if err := pg.Migrate(ctx, m.pool); err != nil {
-		return fmt.Errorf("migrating read models: %w", err)
-	}
-	dir, err := m.principals()
-	if err != nil {
-		return err
-	}
-	if m.cmds, err = natsapi.New(m.nc, handler, dir, m.Log); err != nil {
-		return fmt.Errorf("nats command service: %w", err)
 	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
-	projector := pg.NewProjector(m.pool)
-	m.runner = projections.NewRunner(m.js, codec, projector, m.Log)
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		m.runner.Run(runCtx)
-	}()
-
-	api := httpapi.New(handler, pg.NewReader(m.pool), dir, m.runner, m.Log,
-		httpapi.Check{Name: "nats", Fn: func(context.Context) error {
+	checks := []httpapi.Check{
+		{Name: "nats", Fn: func(context.Context) error {
 			if !m.nc.IsConnected() {
 				return errors.New("not connected")
 			}
 			return nil
 		}},
-		httpapi.Check{Name: "postgres", Fn: func(ctx context.Context) error { return m.pool.Ping(ctx) }},
-		httpapi.Check{Name: "projector", Fn: func(context.Context) error {
-			if p := m.runner.Poisoned(); p != nil {
-				return fmt.Errorf("stopped at event %d", p.Seq)
-			}
-			if !m.runner.Running() {
-				return errors.New("not running")
-			}
-			if lag := m.runner.Lag(); lag > readyLag {
-				return fmt.Errorf("lagging %d events behind the stream", lag)
-			}
-			return nil
-		}},
-	)
-	api.WithAudit(audit.New(store, codec), pg.NewReadLog(m.pool)).WithProjections(projector)
-	api.Metrics().Gauge("percorso_projection_applied_sequence", func() float64 { return float64(m.runner.Applied()) })
-	api.Metrics().Gauge("percorso_projection_lag_events", func() float64 { return float64(m.runner.Lag()) })
-	api.Metrics().Gauge("percorso_projection_poisoned", func() float64 {
-		if m.runner.Poisoned() != nil {
-			return 1
+		{Name: "postgres", Fn: func(ctx context.Context) error { return m.pool.Ping(ctx) }},
+	}
+	if cfg.projects() {
+		m.runner = projections.NewRunner(m.js, codec, pg.NewPartitionProjector(m.pool, cfg.Partition), m.Log)
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.runner.Run(runCtx)
+		}()
+		checks = append(checks, httpapi.Check{Name: "projector", Fn: m.projectorReady})
+	}
+
+	var h http.Handler
+	var metrics *httpapi.Metrics
+	if cfg.serves() {
+		dir, err := m.principals()
+		if err != nil {
+			return err
 		}
-		return 0
-	})
+		if m.cmds, err = natsapi.New(m.nc, handler, dir, m.Log); err != nil {
+			return fmt.Errorf("nats command service: %w", err)
+		}
+		// Read-your-writes: an instance with its own projector is woken by
+		// its commits; one without polls the read models.
+		var proj httpapi.Projection
+		if m.runner != nil {
+			proj = m.runner
+		}
+		api := httpapi.New(handler, pg.NewReader(m.pool), dir, proj, m.Log, checks...)
+		api.WithAudit(audit.New(store, codec), pg.NewReadLog(m.pool)).WithProjections(pg.NewAdmin(m.pool))
+		api.WithUI(ui.New(pg.NewReader(m.pool), dir, m.Log, ui.WithAudit(audit.New(store, codec), pg.NewReadLog(m.pool))))
+		h, metrics = api, api.Metrics()
+	} else {
+		metrics = httpapi.NewMetrics()
+		h = probes(checks, metrics)
+	}
+	if m.runner != nil {
+		m.projectionGauges(runCtx, metrics)
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http: %w", err)
 	}
 	m.httpAddr = ln.Addr().String()
-	m.http = httpapi.HTTPServer(m.httpAddr, api)
+	m.http = httpapi.HTTPServer(m.httpAddr, h)
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -184,8 +201,100 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.Log.Error("http server stopped", "err", err)
 		}
 	}()
+	if cfg.projects() {
+		m.Log.Info("percorso started", "role", cfg.Role, "partition", cfg.Partition.String(), "http", m.httpAddr)
+	} else {
+		m.Log.Info("percorso started", "role", cfg.Role, "http", m.httpAddr)
+	}
 	m.banner()
 	return nil
+}
+
+// projectorReady: the projector consumes, is not stopped on a poison
+// event, and is close enough to the stream's end for reads to be fresh.
+func (m *Main) projectorReady(context.Context) error {
+	part := m.runner.Partition()
+	if p := m.runner.Poisoned(); p != nil {
+		return fmt.Errorf("partition %s stopped at event %d", part, p.Seq)
+	}
+	if !m.runner.Running() {
+		return fmt.Errorf("partition %s not running", part)
+	}
+	if lag := m.runner.Lag(); lag > readyLag {
+		return fmt.Errorf("partition %s lagging %d events behind the stream", part, lag)
+	}
+	return nil
+}
+
+// probes is the HTTP surface of a projector-only instance: liveness,
+// readiness and metrics, with the same answers as the API's.
+func probes(checks []httpapi.Check, metrics *httpapi.Metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeProbe(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		status, out := http.StatusOK, map[string]string{}
+		for _, c := range checks {
+			out[c.Name] = "ok"
+			if err := c.Fn(ctx); err != nil {
+				status, out[c.Name] = http.StatusServiceUnavailable, err.Error()
+			}
+		}
+		writeProbe(w, status, map[string]any{"ready": status == http.StatusOK, "checks": out})
+	})
+	mux.Handle("GET /metrics", metrics)
+	return mux
+}
+
+func writeProbe(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// throughputWindow is how often the projection's throughput gauge is
+// recomputed: short enough to show a stall within a scrape or two.
+const throughputWindow = 5 * time.Second
+
+// projectionGauges exposes the projector's progress: where it is, how far
+// behind, how fast, and which partition it is — one process runs one
+// partition, so the scrape target tells partitions apart.
+func (m *Main) projectionGauges(ctx context.Context, metrics *httpapi.Metrics) {
+	r := m.runner
+	var rate atomic.Uint64 // float64 bits
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		t := time.NewTicker(throughputWindow)
+		defer t.Stop()
+		prev, at := r.Projected(), time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				n := r.Projected()
+				rate.Store(math.Float64bits(float64(n-prev) / now.Sub(at).Seconds()))
+				prev, at = n, now
+			}
+		}
+	}()
+	metrics.Gauge("percorso_projection_applied_sequence", func() float64 { return float64(r.Applied()) })
+	metrics.Gauge("percorso_projection_lag_events", func() float64 { return float64(r.Lag()) })
+	metrics.Gauge("percorso_projection_poisoned", func() float64 {
+		if r.Poisoned() != nil {
+			return 1
+		}
+		return 0
+	})
+	metrics.Gauge("percorso_projection_events_applied", func() float64 { return float64(r.Projected()) })
+	metrics.Gauge("percorso_projection_events_read", func() float64 { return float64(r.Delivered()) })
+	metrics.Gauge("percorso_projection_events_per_second", func() float64 { return math.Float64frombits(rate.Load()) })
+	metrics.Gauge("percorso_projection_partition_index", func() float64 { return float64(r.Partition().Index) })
+	metrics.Gauge("percorso_projection_partition_count", func() float64 { return float64(max(r.Partition().Count, 1)) })
 }
 
 func (m *Main) startNATS(ctx context.Context) error {
@@ -193,7 +302,7 @@ func (m *Main) startNATS(ctx context.Context) error {
 	if cfg.NATSURL != "" {
 		nc, err := nats.Connect(cfg.NATSURL, nats.Name("percorso"), nats.MaxReconnects(-1))
 		if err != nil {
-			return fmt.Errorf("nats %s: %w", cfg.NATSURL, err)
+			return fmt.Errorf("nats %s: %w", redactURL(cfg.NATSURL), err)
 		}
 		m.nc, m.natsURL = nc, cfg.NATSURL
 	} else {
@@ -250,6 +359,7 @@ func (m *Main) startNATS(ctx context.Context) error {
 func (m *Main) startPostgres(ctx context.Context) error {
 	url := m.Config.PGURL
 	defer func() { m.pgURL = url }()
+	own := m.Config.projects()
 	if url == "" {
 		s, err := embeddedpg.Start(ctx, m.Config.DataDir, m.Log)
 		if err != nil {
@@ -257,17 +367,90 @@ func (m *Main) startPostgres(ctx context.Context) error {
 		}
 		m.pgServer = s
 		url = s.URL()
+		own = true
 	}
-	pool, err := pg.Connect(ctx, url, pg.LiveSchema)
+	pool, err := openReadModels(ctx, url, own)
 	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return fmt.Errorf("postgres: %w", err)
+		return err
 	}
 	m.pool = pool
 	return nil
+}
+
+// readerRole is the PostgreSQL role of the API instances in a
+// least-privilege deployment (deploy/postgres/bootstrap.sql).
+const readerRole = "percorso_reader"
+
+// openReadModels connects to the live read models. Their owner — a
+// projector, or an instance with its own database — creates, migrates them
+// and grants the API role what the API writes: auditors' reads and admins'
+// skips of poison events. An API instance only connects: in a
+// least-privilege deployment it may not create anything.
+func openReadModels(ctx context.Context, url string, own bool) (*pgxpool.Pool, error) {
+	var pool *pgxpool.Pool
+	var err error
+	if own {
+		// Two owners starting together on a fresh database race to create
+		// the schema; the loser finds it there on a second try.
+		for range 3 {
+			pool, err = pg.Connect(ctx, url, pg.LiveSchema)
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != "23505" {
+				break
+			}
+		}
+	} else {
+		var cfg *pgxpool.Config
+		if cfg, err = pgxpool.ParseConfig(url); err == nil {
+			// As pg.Connect does, bar the schema's creation.
+			cfg.ConnConfig.RuntimeParams["search_path"] = pg.LiveSchema
+			cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+			pool, err = pgxpool.NewWithConfig(ctx, cfg)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if own {
+		if err := pg.Migrate(ctx, pool); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("migrating read models: %w", err)
+		}
+		if err := grantReader(ctx, pool); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("granting %s: %w", readerRole, err)
+		}
+	}
+	return pool, nil
+}
+
+// grantReader gives the API role, where it exists, reading on the live
+// read models and exactly the writes the API makes. Default privileges
+// (bootstrap.sql) cover reading tables created later, by a rebuild; the
+// per-table writes have to be granted again after one (the next projector
+// start does it). Projectors starting together take turns: concurrent
+// grants on one table fail with "tuple concurrently updated".
+func grantReader(ctx context.Context, pool *pgxpool.Pool) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('percorso grants'))`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DO $$
+BEGIN
+	IF EXISTS (SELECT FROM pg_roles WHERE rolname = '`+readerRole+`') THEN
+		EXECUTE format('GRANT USAGE ON SCHEMA %I TO `+readerRole+`', current_schema());
+		EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO `+readerRole+`', current_schema());
+		GRANT INSERT ON audit_reads TO `+readerRole+`;
+		GRANT USAGE ON SEQUENCE audit_reads_id_seq TO `+readerRole+`;
+		GRANT UPDATE (skipped_at, skipped_by) ON projection_poison TO `+readerRole+`;
+	END IF;
+END $$`)
+		return err
+	})
 }
 
 // masterKey protects the workers' data keys: PERCORSO_MASTER_KEY, else a
@@ -321,10 +504,17 @@ func (m *Main) principals() (*access.Directory, error) {
 }
 
 func (m *Main) banner() {
-	fmt.Fprintf(m.out, "percorso is serving the API at %s\n", m.HTTPURL())
+	switch m.Config.Role {
+	case RoleProjector:
+		fmt.Fprintf(m.out, "percorso is projecting partition %s of the paths; health and metrics at %s\n", m.Config.Partition, m.HTTPURL())
+	case RoleAPI:
+		fmt.Fprintf(m.out, "percorso is serving the API at %s (no projector here)\n", m.HTTPURL())
+	default:
+		fmt.Fprintf(m.out, "percorso is serving the API at %s\n", m.HTTPURL())
+	}
 	if m.natsURL != "" {
 		fmt.Fprintf(m.out, "NATS: %s (stream %s; commands on %s<name>, see nats micro info %s)\n",
-			m.natsURL, eventstore.StreamName, natsapi.SubjectPrefix, natsapi.ServiceName)
+			redactURL(m.natsURL), eventstore.StreamName, natsapi.SubjectPrefix, natsapi.ServiceName)
 	}
 	if len(m.Tokens) > 0 {
 		fmt.Fprintf(m.out, "Development principals (office BO01; tokens also in %s):\n", filepath.Join(m.Config.DataDir, "dev-tokens.txt"))
@@ -332,6 +522,17 @@ func (m *Main) banner() {
 			fmt.Fprintf(m.out, "  %-10s %s\n", t.Role, t.Token)
 		}
 	}
+}
+
+// redactURL hides the passwords of a comma-separated list of NATS URLs.
+func redactURL(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			parts[i] = u.Redacted()
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // Close stops everything in reverse order, bounded in time.
