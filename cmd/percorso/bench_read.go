@@ -486,17 +486,22 @@ func benchRawChain(ctx context.Context, st jetstream.Stream, pathID string) (int
 // models, beside a COPY of the same events' rows (as audit_events holds
 // them) from the same stream into a plain table of the same database.
 type benchRebuildFigure struct {
-	Events       int64    `json:"events"`
-	Paths        int64    `json:"paths"`
-	Sessions     int64    `json:"sessions"`
-	Seconds      float64  `json:"seconds"`
-	EventsPerS   float64  `json:"events_per_s"`
-	CopyRows     int64    `json:"copy_rows"`
-	CopySeconds  float64  `json:"copy_seconds"`
-	CopyRowsPerS float64  `json:"copy_rows_per_s"`
-	Ratio        float64  `json:"x_copy"` // events/s over copied rows/s
-	CPU          benchCPU `json:"cpu"`
-	CopyCPU      benchCPU `json:"copy_cpu"`
+	Events     int64   `json:"events"`
+	Paths      int64   `json:"paths"`
+	Sessions   int64   `json:"sessions"`
+	Seconds    float64 `json:"seconds"`
+	EventsPerS float64 `json:"events_per_s"`
+	// Where the time went: a fresh schema and a first count of the
+	// stream's events, the replay, and the switch with its second count.
+	PrepareSeconds float64  `json:"prepare_seconds"`
+	ReplaySeconds  float64  `json:"replay_seconds"`
+	SwitchSeconds  float64  `json:"switch_seconds"`
+	CopyRows       int64    `json:"copy_rows"`
+	CopySeconds    float64  `json:"copy_seconds"`
+	CopyRowsPerS   float64  `json:"copy_rows_per_s"`
+	Ratio          float64  `json:"x_copy"` // events/s over copied rows/s
+	CPU            benchCPU `json:"cpu"`
+	CopyCPU        benchCPU `json:"copy_cpu"`
 	// ConsumersCreated counts the consumers created on the event stream
 	// during the rebuild: each costs the server a count of the pending
 	// messages over every path's subject.
@@ -527,8 +532,28 @@ func (b *bench) benchRebuild(ctx context.Context, sys *benchSystem) (*benchRebui
 	consumers := benchCountConsumers(sys)
 	cpu := sys.cpuMeter()
 	start := time.Now()
-	counts, err := projections.Rebuild(ctx, sys.js, sys.codec, sys.pool, sys.pgURL, b.log, bar.update)
+	// Rebuild reports progress only while it waits for the replay: its
+	// first report marks the end of the preparation (a fresh schema and a
+	// count of the stream's events), the first with nothing remaining the
+	// end of the replay; the rest is the switch (a second count included).
+	var replayFrom, replayTo time.Time
+	progress := func(done, remaining uint64) {
+		now := time.Now()
+		if replayFrom.IsZero() {
+			replayFrom = now
+		}
+		if remaining == 0 && done > 0 && replayTo.IsZero() {
+			replayTo = now
+		}
+		bar.update(done, remaining)
+	}
+	counts, err := projections.Rebuild(ctx, sys.js, sys.codec, sys.pool, sys.pgURL, b.log, progress)
 	d := time.Since(start)
+	if !replayFrom.IsZero() && !replayTo.IsZero() {
+		fig.PrepareSeconds = replayFrom.Sub(start).Seconds()
+		fig.ReplaySeconds = replayTo.Sub(replayFrom).Seconds()
+		fig.SwitchSeconds = start.Add(d).Sub(replayTo).Seconds()
+	}
 	fig.CPU = cpu.share()
 	fig.ConsumersCreated = consumers()
 	endProfile()
