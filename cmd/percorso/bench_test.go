@@ -20,8 +20,8 @@ func TestBenchQuickJSON(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts NATS and PostgreSQL and runs the whole bench")
 	}
-	defer func(s float64) { benchScale = s }(benchScale)
-	benchScale = 0.25
+	defer func(s float64, i bool) { benchScale, benchQuickInterval = s, i }(benchScale, benchQuickInterval)
+	benchScale, benchQuickInterval = 0.25, true
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out, errw bytes.Buffer
