@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -84,37 +85,44 @@ func countEvents(ctx context.Context, js jetstream.JetStream, upTo uint64) (uint
 	if upTo == 0 {
 		return 0, nil
 	}
+	// With no event at all the iterator below would wait for one forever.
+	s, err := js.Stream(ctx, eventstore.StreamName)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := s.GetLastMsgForSubject(ctx, eventstore.EventsWildcard); errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	} else if err != nil {
+		return 0, err
+	}
 	cons, err := js.OrderedConsumer(ctx, eventstore.StreamName, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{eventstore.EventsWildcard}, HeadersOnly: true,
 	})
 	if err != nil {
 		return 0, err
 	}
+	// One iterator for the whole count: a Fetch per batch would make the
+	// ordered consumer recreate itself each time.
+	it, err := cons.Messages(jetstream.PullMaxMessages(1000))
+	if err != nil {
+		return 0, err
+	}
+	defer it.Stop()
 	var n uint64
 	for {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		m, err := it.Next()
 		if err != nil {
 			return 0, err
 		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			md, err := m.Metadata()
-			if err != nil {
-				return 0, err
-			}
-			if md.Sequence.Stream > upTo {
-				return n, nil
-			}
-			n++
-			if md.Sequence.Stream == upTo || md.NumPending == 0 {
-				return n, nil
-			}
-		}
-		if err := batch.Error(); err != nil {
+		md, err := m.Metadata()
+		if err != nil {
 			return 0, err
 		}
-		if got == 0 {
+		if md.Sequence.Stream > upTo {
+			return n, nil
+		}
+		n++
+		if md.Sequence.Stream == upTo || md.NumPending == 0 {
 			return n, nil
 		}
 	}
