@@ -65,6 +65,9 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, codec *eventstore.Code
 			return pg.Counts{}, err
 		}
 	}
+	if err := rb.Finish(ctx); err != nil {
+		return pg.Counts{}, err
+	}
 	counts, err := rb.Switch(ctx,
 		func(ctx context.Context, upTo uint64) error {
 			return wait(func() bool { return runner.Applied() >= upTo })
@@ -79,51 +82,51 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, codec *eventstore.Code
 	return counts, err
 }
 
-// countEvents counts the stream's events up to a sequence, reading headers
-// only: the independent tally a rebuild is checked against.
+// countEvents counts the stream's events (worker-index entries aside) up to
+// a sequence as the server counts them for a consumer's filter, from its
+// subject index: the events from the start, less those after upTo. It is
+// the tally a rebuild is checked against, independent of the replay. Events
+// appended meanwhile change the count after upTo, so the pair is taken
+// again until that count holds still across it.
 func countEvents(ctx context.Context, js jetstream.JetStream, upTo uint64) (uint64, error) {
 	if upTo == 0 {
 		return 0, nil
 	}
-	// With no event at all the iterator below would wait for one forever.
 	s, err := js.Stream(ctx, eventstore.StreamName)
 	if err != nil {
 		return 0, err
 	}
-	if _, err := s.GetLastMsgForSubject(ctx, eventstore.EventsWildcard); errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	} else if err != nil {
-		return 0, err
+	for range 20 {
+		after, err := pendingFrom(ctx, s, upTo+1)
+		if err != nil {
+			return 0, err
+		}
+		all, err := pendingFrom(ctx, s, 1)
+		if err != nil {
+			return 0, err
+		}
+		again, err := pendingFrom(ctx, s, upTo+1)
+		if err != nil {
+			return 0, err
+		}
+		if after == again && all >= after {
+			return all - after, nil
+		}
 	}
-	cons, err := js.OrderedConsumer(ctx, eventstore.StreamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{eventstore.EventsWildcard}, HeadersOnly: true,
+	return 0, errors.New("projections: the stream's events could not be counted: appends never paused")
+}
+
+// pendingFrom is how many events the stream holds from seq on: the pending
+// count of a consumer created there, deleted at once.
+func pendingFrom(ctx context.Context, s jetstream.Stream, seq uint64) (uint64, error) {
+	c, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubject: eventstore.EventsWildcard, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq,
+		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, Replicas: 1, InactiveThreshold: time.Minute,
 	})
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("counting the stream's events: %w", err)
 	}
-	// One iterator for the whole count: a Fetch per batch would make the
-	// ordered consumer recreate itself each time.
-	it, err := cons.Messages(jetstream.PullMaxMessages(1000))
-	if err != nil {
-		return 0, err
-	}
-	defer it.Stop()
-	var n uint64
-	for {
-		m, err := it.Next()
-		if err != nil {
-			return 0, err
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			return 0, err
-		}
-		if md.Sequence.Stream > upTo {
-			return n, nil
-		}
-		n++
-		if md.Sequence.Stream == upTo || md.NumPending == 0 {
-			return n, nil
-		}
-	}
+	info := c.CachedInfo()
+	_ = s.DeleteConsumer(ctx, info.Name) // else it goes after a minute idle
+	return info.NumPending, nil
 }

@@ -179,50 +179,80 @@ func (r *Runner) consume(ctx context.Context) error {
 	if info := cons.CachedInfo(); info != nil {
 		r.pending.Store(info.NumPending)
 	}
-	msgs := make(chan jetstream.Msg, r.Batch)
+	// Messages are decoded as they arrive, several at a time (a decode may
+	// read the key bucket), while the previous batch is being applied; the
+	// batch takes them in stream order.
+	futs := make(chan chan decoded, r.Batch)
 	errc := make(chan error, 1)
+	stop, exited := make(chan struct{}), make(chan struct{})
+	defer func() { close(stop); it.Stop(); <-exited }()
 	go func() {
+		defer close(exited)
+		defer close(futs)
+		sem := make(chan struct{}, decoders)
 		for {
 			m, err := it.Next()
+			var seq uint64
+			if err == nil {
+				seq, err = r.arrived(m)
+			}
 			if err != nil {
 				errc <- err
-				close(msgs)
 				return
 			}
-			msgs <- m
+			fut := make(chan decoded, 1)
+			select {
+			case sem <- struct{}{}:
+			case <-stop:
+				return
+			}
+			go func() {
+				defer func() { <-sem }()
+				item, err := r.decode(ctx, seq, m)
+				fut <- decoded{item, err}
+			}()
+			select {
+			case futs <- fut:
+			case <-stop:
+				return
+			}
 		}
 	}()
 	r.running.Store(true)
 	var batch []pg.Item
+	take := func(fut chan decoded) error {
+		d := <-fut
+		if d.err != nil {
+			return d.err
+		}
+		batch = append(batch, d.item)
+		return nil
+	}
 	for {
 		batch = batch[:0]
 		select {
 		case <-ctx.Done():
 			it.Stop()
 			return ctx.Err()
-		case m, ok := <-msgs:
+		case fut, ok := <-futs:
 			if !ok {
 				return <-errc
 			}
-			item, err := r.decode(ctx, m)
-			if err != nil {
+			if err := take(fut); err != nil {
 				return err
 			}
-			batch = append(batch, item)
 		}
 		linger := time.After(r.Linger)
 	fill:
 		for len(batch) < r.Batch {
 			select {
-			case m, ok := <-msgs:
+			case fut, ok := <-futs:
 				if !ok {
 					break fill
 				}
-				item, err := r.decode(ctx, m)
-				if err != nil {
+				if err := take(fut); err != nil {
 					return err
 				}
-				batch = append(batch, item)
 			case <-linger:
 				break fill
 			}
@@ -246,15 +276,29 @@ func (r *Runner) consume(ctx context.Context) error {
 	}
 }
 
-func (r *Runner) decode(ctx context.Context, m jetstream.Msg) (pg.Item, error) {
+// decoders is how many messages are decoded at once.
+const decoders = 8
+
+type decoded struct {
+	item pg.Item
+	err  error
+}
+
+// arrived counts a message in (in stream order) and returns its sequence.
+func (r *Runner) arrived(m jetstream.Msg) (uint64, error) {
 	meta, err := m.Metadata()
 	if err != nil {
-		return pg.Item{}, fmt.Errorf("message metadata: %w", err)
+		return 0, fmt.Errorf("message metadata: %w", err)
 	}
-	seq := meta.Sequence.Stream
 	r.pending.Store(meta.NumPending)
 	r.inflight.Add(1)
 	r.delivered.Add(1)
+	return meta.Sequence.Stream, nil
+}
+
+// decode decodes the message at seq, or only notes its sequence when its
+// path belongs to another partition.
+func (r *Runner) decode(ctx context.Context, seq uint64, m jetstream.Msg) (pg.Item, error) {
 	if path, _ := eventstore.PathOf(m.Subject()); !r.part.Owns(path) {
 		return pg.Item{Env: &eventstore.Envelope{Seq: seq, PathID: path}}, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math"
 	"strconv"
 	"strings"
@@ -38,9 +39,13 @@ type Projector struct {
 	name string
 	part Partition
 
-	mu    sync.Mutex
-	known uint64 // its own checkpoint row as last read or committed
-	floor uint64 // every event up to here is applied, by another layout of partitions
+	applying sync.Mutex // held while a batch is applied
+	static   staticCache
+
+	mu          sync.Mutex
+	known       uint64 // its own checkpoint row as last read or committed
+	floor       uint64 // every event up to here is applied, by another layout of partitions
+	deferTotals bool   // sessions do not update their path's row (see Rebuild)
 }
 
 // NewProjector returns a projector of the whole stream writing through pool.
@@ -154,33 +159,32 @@ func permanent(code string) bool {
 }
 
 func (p *Projector) apply(ctx context.Context, items []Item) error {
+	p.applying.Lock()
+	defer p.applying.Unlock()
 	p.mu.Lock()
-	known, floor := p.known, p.floor
+	known, floor, deferTotals := p.known, p.floor, p.deferTotals
 	p.mu.Unlock()
 	var committed uint64
+	var taken map[string]pathStatic
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		var own int64
-		err := tx.QueryRow(ctx, `SELECT seq FROM projection_checkpoints WHERE name = $1 FOR UPDATE`, p.name).Scan(&own)
-		if err != nil && err != pgx.ErrNoRows {
-			return err
-		}
-		if uint64(own) < known {
-			return fmt.Errorf("%w: %s is at %d, the projector committed %d", ErrCheckpointMoved, p.name, own, known)
-		}
-		cp := max(uint64(own), floor)
-		committed = uint64(own)
-		applied, err := alreadyApplied(ctx, tx, items, cp)
+		st, err := readState(ctx, tx, p.name, items, deferTotals, &p.static)
 		if err != nil {
 			return err
 		}
-		b := &pgx.Batch{}
+		own := st.own
+		if own < known {
+			return fmt.Errorf("%w: %s is at %d, the projector committed %d", ErrCheckpointMoved, p.name, own, known)
+		}
+		cp := max(own, floor)
+		committed = own
+		f := &fold{paths: st.paths, static: st.static, dirty: map[string]bool{}, deferTotals: deferTotals}
 		last := cp
 		for _, it := range items {
 			if it.Env.Seq <= last {
 				continue
 			}
-			if it.Event != nil && !applied[it.Env.Seq] {
-				if err := queue(b, it); err != nil {
+			if it.Event != nil && !st.applied[it.Env.Seq] {
+				if err := f.add(it); err != nil {
 					return err
 				}
 			}
@@ -189,40 +193,26 @@ func (p *Projector) apply(ctx context.Context, items []Item) error {
 		if last == cp {
 			return nil
 		}
+		b := &pgx.Batch{}
+		if err := f.write(ctx, tx, b); err != nil {
+			return err
+		}
 		b.Queue(`INSERT INTO projection_checkpoints (name, seq, updated_at) VALUES ($1, $2, now())
 			ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq, updated_at = now()`, p.name, int64(last))
 		committed = last
+		taken = maps.Clone(f.static)
+		for id, r := range f.paths {
+			taken[id] = r.static()
+		}
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err == nil {
 		p.mu.Lock()
 		p.known = max(p.known, committed)
 		p.mu.Unlock()
+		p.static.put(taken)
 	}
 	return err
-}
-
-// alreadyApplied finds the batch's events past cp that audit_events already
-// holds: every applied event has its row there, written in the same
-// transaction as its other effects.
-func alreadyApplied(ctx context.Context, tx pgx.Tx, items []Item, cp uint64) (map[uint64]bool, error) {
-	var seqs []int64
-	for _, it := range items {
-		if it.Event != nil && it.Env.Seq > cp {
-			seqs = append(seqs, int64(it.Env.Seq))
-		}
-	}
-	if len(seqs) == 0 {
-		return nil, nil
-	}
-	rows, err := tx.Query(ctx, `SELECT seq FROM audit_events WHERE seq = ANY($1)`, seqs)
-	if err != nil {
-		return nil, err
-	}
-	applied := map[uint64]bool{}
-	var seq int64
-	_, err = pgx.ForEachRow(rows, []any{&seq}, func() error { applied[uint64(seq)] = true; return nil })
-	return applied, err
 }
 
 // PoisonError marks an event that cannot be applied (as opposed to a
@@ -237,96 +227,11 @@ func (e *PoisonError) Error() string {
 }
 func (e *PoisonError) Unwrap() error { return e.Err }
 
-func queue(b *pgx.Batch, it Item) error {
-	env := it.Env
-	seq := int64(env.Seq)
-	b.Queue(`INSERT INTO audit_events (seq, event_id, path_id, type, schema_version, recorded_at, actor, command_id, correlation_id, hash, prev_hash, data)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
-		seq, env.ID, env.PathID, env.Type, env.SchemaVersion, env.Time, env.Actor, env.CommandID, env.CorrelationID, env.Hash, env.PrevHash, string(env.Data))
-	switch e := it.Event.(type) {
-	case *workerpath.TakenInCharge:
-		w := e.Worker
-		var birth any
-		if !w.BirthDate.IsZero() {
-			birth = w.BirthDate.Time()
-		}
-		var to any
-		if !e.Support.To.IsZero() {
-			to = e.Support.To.Time()
-		}
-		var tax, given, family, lang any
-		var disability any
-		if !w.Erased {
-			tax, given, family, lang, disability = w.TaxCode, w.GivenName, w.FamilyName, nullIfEmpty(w.MediatorLanguage), w.Disability
-		}
-		b.Queue(`INSERT INTO paths (path_id, worker_ref, tax_code, given_name, family_name, birth_date, disability, mediator_language, erased,
-			category, support_kind, agreement_code, support_from, support_to, office, province, status, taken_at, version)
-			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,'open',$17,$18)`,
-			e.PathID, e.WorkerRef, tax, given, family, birth, disability, lang, w.Erased,
-			e.Category, e.Support.Kind, nullIfEmpty(e.Support.AgreementCode), e.Support.From.Time(), to, e.Office, province(e.Office), e.TakenAt, seq)
-	case *workerpath.SessionDelivered:
-		var group any
-		if e.GroupID != "" {
-			group = e.GroupID
-		}
-		b.Queue(`INSERT INTO sessions (event_id, seq, path_id, session_id, service, delivered_at, office, province, category, worker_ref, operator,
-			standard_minutes, credited_minutes, actual_minutes, mediator_present, group_id, group_size, outside_group_range, justification,
-			outside_support, traineeship_id, catalogue_version)
-			SELECT $1,$2,$3,$4,$5,$6,p.office,p.province,p.category,p.worker_ref,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18
-			FROM paths p WHERE p.path_id = $3`,
-			env.ID, seq, e.PathID, nullIfEmpty(e.SessionID), e.Service, e.DeliveredAt, e.Operator, e.StandardMinutes, e.CreditedMinutes,
-			e.ActualMinutes, e.MediatorPresent, group, nullIfZero(e.GroupSize), e.OutsideGroupRange, nullIfEmpty(e.Justification),
-			e.OutsideSupport, nullIfEmpty(e.TraineeshipID), e.CatalogueVersion)
-		key := strconv.Itoa(e.Service)
-		b.Queue(`UPDATE paths SET services = jsonb_set(services, ARRAY[$2::text], jsonb_build_object(
-				'delivered', COALESCE((services->$2->>'delivered')::int, 0) + 1,
-				'credited_minutes', COALESCE((services->$2->>'credited_minutes')::int, 0) + $3::int)),
-			credited_minutes_total = credited_minutes_total + $3::int, version = $4 WHERE path_id = $1`,
-			e.PathID, key, e.CreditedMinutes, seq)
-	case *workerpath.PactSigned:
-		b.Queue(`UPDATE paths SET pact_signed_at = $2, did_on = $3, version = $4 WHERE path_id = $1`, e.PathID, e.SignedAt, e.DIDOn.Time(), seq)
-	case *workerpath.TraineeshipActivated:
-		b.Queue(`UPDATE paths SET version = $2 WHERE path_id = $1`, e.PathID, seq)
-	case *workerpath.PathVerified:
-		b.Queue(`UPDATE paths SET verified_at = $2, verification_outcome = $3, version = $4 WHERE path_id = $1`, e.PathID, e.VerifiedAt, e.Outcome, seq)
-	case *workerpath.NoShowRecorded:
-		if e.Justified {
-			b.Queue(`UPDATE paths SET justified_absences = justified_absences + 1, version = $2 WHERE path_id = $1`, e.PathID, seq)
-		} else {
-			b.Queue(`UPDATE paths SET unjustified_no_shows = $2, version = $3 WHERE path_id = $1`, e.PathID, e.Unjustified, seq)
-		}
-	case *workerpath.RefusalReported:
-		b.Queue(`UPDATE paths SET refusals = refusals + 1, version = $2 WHERE path_id = $1`, e.PathID, seq)
-	case *workerpath.PathClosed:
-		b.Queue(`UPDATE paths SET status = 'closed', closed_at = $2, close_reason = $3, version = $4 WHERE path_id = $1`, e.PathID, e.ClosedAt, e.Reason, seq)
-	case *workerpath.PersonalDataErased:
-		b.Queue(`UPDATE paths SET tax_code = NULL, given_name = NULL, family_name = NULL, birth_date = NULL, disability = NULL,
-			mediator_language = NULL, erased = true, version = $2 WHERE path_id = $1`, e.PathID, seq)
-	default:
-		return &PoisonError{Seq: env.Seq, Err: fmt.Errorf("no projection for event type %T", it.Event)}
-	}
-	return nil
-}
-
 func province(code string) string {
 	if o, ok := office.Lookup(code); ok {
 		return o.Province
 	}
 	return ""
-}
-
-func nullIfEmpty(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
-func nullIfZero(n int) any {
-	if n == 0 {
-		return nil
-	}
-	return n
 }
 
 // Partition is one of Count disjoint shares of the paths. A path belongs to

@@ -10,10 +10,15 @@ import (
 )
 
 // Rebuild is a fresh set of read models being filled beside the live one.
+// Nobody reads it until it is switched in, so it is filled the fast way:
+// commits that do not wait for the disk, only the indexes that keys and
+// uniqueness need, and sessions that leave their path's row alone; Finish
+// completes the rest in bulk once the replay has caught up.
 type Rebuild struct {
 	live *pgxpool.Pool
 	Next *pgxpool.Pool
 	*Projector
+	deferred []string // definitions of the indexes left out while replaying
 }
 
 // StartRebuild creates an empty, migrated schema for the new set. A
@@ -22,7 +27,11 @@ func StartRebuild(ctx context.Context, live *pgxpool.Pool, url string) (*Rebuild
 	if _, err := live.Exec(ctx, `DROP SCHEMA IF EXISTS `+rebuildSchema+` CASCADE`); err != nil {
 		return nil, err
 	}
-	next, err := Connect(ctx, url, rebuildSchema)
+	// A crash of a rebuild loses nothing: the next one starts over from
+	// the stream. So the new set's commits do not wait for the disk; the
+	// switch commits through the live pool, durably, and its WAL flush
+	// carries every commit before it.
+	next, err := connect(ctx, url, rebuildSchema, map[string]string{"synchronous_commit": "off"})
 	if err != nil {
 		return nil, err
 	}
@@ -30,12 +39,110 @@ func StartRebuild(ctx context.Context, live *pgxpool.Pool, url string) (*Rebuild
 		next.Close()
 		return nil, err
 	}
+	// Indexes are built once at the end rather than kept up to date row by
+	// row; those behind constraints (keys, uniqueness) stay: the projector
+	// relies on them.
+	rows, err := next.Query(ctx, `SELECT indexname, indexdef FROM pg_indexes i WHERE schemaname = $1
+		AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = format('%I.%I', i.schemaname, i.indexname)::regclass)
+		ORDER BY indexname`, rebuildSchema)
+	if err != nil {
+		next.Close()
+		return nil, err
+	}
+	var names, deferred []string
+	var name, def string
+	if _, err := pgx.ForEachRow(rows, []any{&name, &def}, func() error {
+		names, deferred = append(names, name), append(deferred, def)
+		return nil
+	}); err != nil {
+		next.Close()
+		return nil, err
+	}
+	for _, n := range names {
+		if _, err := next.Exec(ctx, `DROP INDEX `+pgx.Identifier{rebuildSchema, n}.Sanitize()); err != nil {
+			next.Close()
+			return nil, err
+		}
+	}
 	// Admins' skips of poison events hold for the replay too.
 	if _, err := next.Exec(ctx, `INSERT INTO projection_poison SELECT * FROM `+LiveSchema+`.projection_poison WHERE skipped_at IS NOT NULL`); err != nil {
 		next.Close()
 		return nil, err
 	}
-	return &Rebuild{live: live, Next: next, Projector: NewProjector(next)}, nil
+	proj := NewProjector(next)
+	proj.deferTotals = true
+	return &Rebuild{live: live, Next: next, Projector: proj, deferred: deferred}, nil
+}
+
+// Finish completes what the replay left for the end, once the new set has
+// caught up: each path's session totals and version, then the indexes.
+// Batches applied afterwards keep them up to date as the live set does.
+func (r *Rebuild) Finish(ctx context.Context) error {
+	if err := r.finishTotals(ctx); err != nil {
+		return err
+	}
+	return r.BuildIndexes(ctx)
+}
+
+// finishTotals computes, for every path, what sessions add to its row
+// while the replay defers it: services delivered and credited minutes by
+// service, the total, and the version (the sequence of its last event).
+func (p *Projector) finishTotals(ctx context.Context) error {
+	p.applying.Lock()
+	defer p.applying.Unlock()
+	p.mu.Lock()
+	deferred := p.deferTotals
+	p.mu.Unlock()
+	if !deferred {
+		return nil
+	}
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		for _, stmt := range []string{
+			`WITH s AS (SELECT path_id, service, count(*) AS delivered, sum(credited_minutes) AS credited
+					FROM sessions GROUP BY path_id, service),
+				t AS (SELECT path_id, jsonb_object_agg(service::text, jsonb_build_object('delivered', delivered, 'credited_minutes', credited)) AS services,
+					sum(credited) AS total FROM s GROUP BY path_id)
+			UPDATE paths p SET services = t.services, credited_minutes_total = t.total FROM t WHERE p.path_id = t.path_id`,
+			`UPDATE paths p SET version = v.seq FROM (SELECT path_id, max(seq) AS seq FROM audit_events GROUP BY path_id) v
+			WHERE p.path_id = v.path_id AND p.version <> v.seq`,
+		} {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("completing the paths' session totals: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.deferTotals = false
+	p.mu.Unlock()
+	return nil
+}
+
+// BuildIndexes creates the indexes left out while replaying, once the new
+// set has caught up; writes to it wait meanwhile.
+func (r *Rebuild) BuildIndexes(ctx context.Context) error {
+	if len(r.deferred) == 0 {
+		return nil
+	}
+	conn, err := r.Next.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SET maintenance_work_mem = '256MB'`); err != nil {
+		return err
+	}
+	for _, def := range r.deferred {
+		if _, err := conn.Exec(ctx, def); err != nil {
+			return fmt.Errorf("building index: %w", err)
+		}
+	}
+	r.deferred = nil
+	_, err = conn.Exec(ctx, `RESET maintenance_work_mem`)
+	return err
 }
 
 // Close releases the new set's pool (after Switch, or to abandon it).
@@ -61,13 +168,17 @@ func counts(ctx context.Context, q pgx.Tx, schema string) (Counts, error) {
 // ErrMismatch: the new set does not hold what the stream holds.
 var ErrMismatch = errors.New("pg: rebuilt read models do not match the stream")
 
-// Switch makes the new set live. It locks the live checkpoint (so the live
+// Switch makes the new set live. It finishes the new set if that is not
+// done yet (Finish), then locks the live checkpoint (so the live
 // projector pauses), lets catchUp apply to the new set every event up to the
 // live checkpoint, checks the new set holds exactly streamEvents events up to
 // there, carries over what is not derived from events (auditors' reads,
 // poison records), and swaps the schemas — all in one transaction. The old
 // set is dropped in it too.
 func (r *Rebuild) Switch(ctx context.Context, catchUp func(ctx context.Context, upTo uint64) error, streamEvents func(ctx context.Context, upTo uint64) (int64, error)) (Counts, error) {
+	if err := r.Finish(ctx); err != nil {
+		return Counts{}, err
+	}
 	var got Counts
 	err := pgx.BeginFunc(ctx, r.live, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `LOCK TABLE `+LiveSchema+`.projection_checkpoints IN EXCLUSIVE MODE`); err != nil {

@@ -20,11 +20,18 @@ const (
 // Connect opens a pool whose unqualified table names resolve in schema,
 // creating the schema if needed.
 func Connect(ctx context.Context, url, schema string) (*pgxpool.Pool, error) {
+	return connect(ctx, url, schema, nil)
+}
+
+func connect(ctx context.Context, url, schema string, params map[string]string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres url: %w", err)
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	for k, v := range params {
+		cfg.ConnConfig.RuntimeParams[k] = v
+	}
 	// Statements are described, not prepared: a rebuild swaps the tables
 	// under the same names, and a prepared plan would keep the old ones.
 	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe

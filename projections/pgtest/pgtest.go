@@ -177,6 +177,9 @@ func Dump(t testing.TB, db Queryer) string {
 		`SELECT coalesce(json_agg(p ORDER BY path_id), '[]') FROM paths p`,
 		`SELECT coalesce(json_agg(s ORDER BY seq), '[]') FROM sessions s`,
 		`SELECT coalesce(json_agg(a ORDER BY seq), '[]') FROM audit_events a`,
+		// The indexes too: a rebuild builds some of them at the end.
+		`SELECT coalesce(json_agg(indexname || ': ' || regexp_replace(indexdef, ' ON \S+ ', ' ON ') ORDER BY indexname), '[]')
+			FROM pg_indexes WHERE schemaname = current_schema()`,
 	} {
 		var s string
 		if err := db.QueryRow(context.Background(), q).Scan(&s); err != nil {
