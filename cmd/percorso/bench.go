@@ -868,8 +868,8 @@ func printBenchReport(w io.Writer, r *benchReport) {
 			h.PathEvents, h.StreamEvents, h.P50ms, h.P99ms, h.RawP50ms, h.RawP99ms, h.Ratio)
 	}
 	if rb := r.Rebuild; rb != nil {
-		fmt.Fprintf(w, "rebuild of %d events: %.0f events/s (%.1fs: %.1fs preparing and counting, %.1fs replaying, %.1fs switching; %d consumers created); COPY of the same rows into a plain table: %.0f rows/s; x copy %.2f\n",
-			rb.Events, rb.EventsPerS, rb.Seconds, rb.PrepareSeconds, rb.ReplaySeconds, rb.SwitchSeconds, rb.ConsumersCreated, rb.CopyRowsPerS, rb.Ratio)
+		fmt.Fprintf(w, "rebuild of %d events: %.0f events/s (%.1fs: %.1fs preparing and counting, %.1fs replaying, %.1fs switching; %d consumers created); COPY of %d of the same rows into a plain table: %.0f rows/s; x copy %.2f\n",
+			rb.Events, rb.EventsPerS, rb.Seconds, rb.PrepareSeconds, rb.ReplaySeconds, rb.SwitchSeconds, rb.ConsumersCreated, rb.CopyRows, rb.CopyRowsPerS, rb.Ratio)
 	}
 	if m := r.Memory; m != nil {
 		fmt.Fprintf(w, "memory (%s): %.0f MB resident at rest with %d paths / %d events (empty store %.0f MB, x %.2f); %.0f MB per 100k paths -> %.0f MB at 100k paths; this process right after the history reads: %.0f MB",

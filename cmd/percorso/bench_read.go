@@ -21,7 +21,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -565,11 +567,12 @@ func (b *bench) benchRebuild(ctx context.Context, sys *benchSystem) (*benchRebui
 	fig.Seconds = d.Seconds()
 	fig.EventsPerS = float64(counts.Events) / d.Seconds()
 
-	b.progressf("rebuild: baseline, COPY of the same rows into a plain table")
+	copyRows := min(counts.Events, benchCopyMax)
+	b.progressf("rebuild: baseline, COPY of the first %d events' rows into a plain table", copyRows)
 	endProfile = b.profile("rebuild-copy")
 	cpu = sys.cpuMeter()
 	start = time.Now()
-	n, err := benchCopyBaseline(ctx, sys, counts.Events)
+	n, err := benchCopyBaseline(ctx, sys, copyRows)
 	d = time.Since(start)
 	fig.CopyCPU = cpu.share()
 	endProfile()
@@ -580,6 +583,11 @@ func (b *bench) benchRebuild(ctx context.Context, sys *benchSystem) (*benchRebui
 	fig.Ratio = fig.EventsPerS / fig.CopyRowsPerS
 	return fig, nil
 }
+
+// benchCopyMax bounds the rows of the COPY baseline: its rate, into a table
+// without indexes, does not change with the table's size, and half a
+// million rows measure it well in half the time of a million.
+const benchCopyMax = 500_000
 
 // benchCopyBaseline reads the stream's events with an ordered consumer, as the
 // rebuild does, and copies their audit rows into a table without indexes.
@@ -617,7 +625,17 @@ func benchCopyBaseline(ctx context.Context, sys *benchSystem, events int64) (int
 			return nil, err
 		}
 		read++
-		return []any{int64(e.Seq), e.ID, e.PathID, e.Type, e.SchemaVersion, e.Time, e.Actor, e.CommandID, e.CorrelationID, e.Hash, e.PrevHash, string(e.Data)}, nil
+		// Ids as the projector sends them: binary uuids, not text for the
+		// server to parse.
+		id, err := uuid.Parse(e.ID)
+		if err != nil {
+			return nil, err
+		}
+		path, err := uuid.Parse(e.PathID)
+		if err != nil {
+			return nil, err
+		}
+		return []any{int64(e.Seq), pgtype.UUID{Bytes: id, Valid: true}, pgtype.UUID{Bytes: path, Valid: true}, e.Type, e.SchemaVersion, e.Time, e.Actor, e.CommandID, e.CorrelationID, e.Hash, e.PrevHash, json.RawMessage(e.Data)}, nil
 	})
 	return sys.pool.CopyFrom(ctx, pgx.Identifier{benchSchema, "copy"},
 		[]string{"seq", "event_id", "path_id", "type", "schema_version", "recorded_at", "actor", "command_id", "correlation_id", "hash", "prev_hash", "data"}, src)

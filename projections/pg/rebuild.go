@@ -122,28 +122,46 @@ func (p *Projector) finishTotals(ctx context.Context) error {
 }
 
 // BuildIndexes creates the indexes left out while replaying, once the new
-// set has caught up; writes to it wait meanwhile.
+// set has caught up, two at a time; writes to it wait meanwhile.
 func (r *Rebuild) BuildIndexes(ctx context.Context) error {
-	if len(r.deferred) == 0 {
+	defs := r.deferred
+	if len(defs) == 0 {
 		return nil
 	}
-	conn, err := r.Next.Acquire(ctx)
-	if err != nil {
-		return err
+	work := make(chan string, len(defs))
+	for _, def := range defs {
+		work <- def
 	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, `SET maintenance_work_mem = '256MB'`); err != nil {
-		return err
+	close(work)
+	errs := make(chan error, indexBuilders)
+	for range indexBuilders {
+		go func() {
+			errs <- r.Next.AcquireFunc(ctx, func(conn *pgxpool.Conn) error {
+				if _, err := conn.Exec(ctx, `SET maintenance_work_mem = '256MB'`); err != nil {
+					return err
+				}
+				defer conn.Exec(context.WithoutCancel(ctx), `RESET maintenance_work_mem`)
+				for def := range work {
+					if _, err := conn.Exec(ctx, def); err != nil {
+						return fmt.Errorf("building index: %w", err)
+					}
+				}
+				return nil
+			})
+		}()
 	}
-	for _, def := range r.deferred {
-		if _, err := conn.Exec(ctx, def); err != nil {
-			return fmt.Errorf("building index: %w", err)
-		}
+	var err error
+	for range indexBuilders {
+		err = errors.Join(err, <-errs)
 	}
-	r.deferred = nil
-	_, err = conn.Exec(ctx, `RESET maintenance_work_mem`)
+	if err == nil {
+		r.deferred = nil
+	}
 	return err
 }
+
+// indexBuilders is how many indexes are built at once.
+const indexBuilders = 2
 
 // Close releases the new set's pool (after Switch, or to abandon it).
 func (r *Rebuild) Close() { r.Next.Close() }
