@@ -472,13 +472,16 @@ func (b *bench) benchCommands(ctx context.Context, sys *benchSystem) ([]benchCom
 		{"raw", func(int) func(int) benchOp {
 			return func(int) benchOp { return benchRawOp(sys.js, hdr, data, "bench.raw.") }
 		}},
+		// Client i of n works as operator i*64/n: operators spread evenly
+		// over the script, so that a run at any number of clients sees the
+		// whole mix, not the part of the script the first operators are at.
 		{"http", func(clients int) func(int) benchOp {
 			send := benchHTTPSender(sys.httpURL, sys.operator, clients)
-			return func(i int) benchOp { return mixOp(send, sys.mix[i]) }
+			return func(i int) benchOp { return mixOp(send, sys.mix[i*mixClients/clients]) }
 		}},
-		{"nats", func(int) func(int) benchOp {
+		{"nats", func(clients int) func(int) benchOp {
 			send := benchNATSSender(nc, sys.operator)
-			return func(i int) benchOp { return mixOp(send, sys.mix[i]) }
+			return func(i int) benchOp { return mixOp(send, sys.mix[i*mixClients/clients]) }
 		}},
 	}
 	b.progressf("commands (%s): warming up, and spreading the 64 operators over the office's script", sys.sync)
