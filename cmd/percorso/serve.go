@@ -379,7 +379,7 @@ func (m *Main) startPostgres(ctx context.Context) error {
 
 // readerRole is the PostgreSQL role of the API instances in a
 // least-privilege deployment (deploy/postgres/bootstrap.sql).
-const readerRole = "percorso_reader"
+const readerRole = pg.ReaderRole
 
 // openReadModels connects to the live read models. Their owner — a
 // projector, or an instance with its own database — creates, migrates them
@@ -420,37 +420,12 @@ func openReadModels(ctx context.Context, url string, own bool) (*pgxpool.Pool, e
 			pool.Close()
 			return nil, fmt.Errorf("migrating read models: %w", err)
 		}
-		if err := grantReader(ctx, pool); err != nil {
+		if err := pg.GrantReader(ctx, pool); err != nil {
 			pool.Close()
 			return nil, fmt.Errorf("granting %s: %w", readerRole, err)
 		}
 	}
 	return pool, nil
-}
-
-// grantReader gives the API role, where it exists, reading on the live
-// read models and exactly the writes the API makes. Default privileges
-// (bootstrap.sql) cover reading tables created later, by a rebuild; the
-// per-table writes have to be granted again after one (the next projector
-// start does it). Projectors starting together take turns: concurrent
-// grants on one table fail with "tuple concurrently updated".
-func grantReader(ctx context.Context, pool *pgxpool.Pool) error {
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('percorso grants'))`); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `DO $$
-BEGIN
-	IF EXISTS (SELECT FROM pg_roles WHERE rolname = '`+readerRole+`') THEN
-		EXECUTE format('GRANT USAGE ON SCHEMA %I TO `+readerRole+`', current_schema());
-		EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO `+readerRole+`', current_schema());
-		GRANT INSERT ON audit_reads TO `+readerRole+`;
-		GRANT USAGE ON SEQUENCE audit_reads_id_seq TO `+readerRole+`;
-		GRANT UPDATE (skipped_at, skipped_by) ON projection_poison TO `+readerRole+`;
-	END IF;
-END $$`)
-		return err
-	})
 }
 
 // masterKey protects the workers' data keys: PERCORSO_MASTER_KEY, else a

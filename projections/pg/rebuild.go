@@ -64,6 +64,11 @@ func StartRebuild(ctx context.Context, live *pgxpool.Pool, url string) (*Rebuild
 			return nil, err
 		}
 	}
+	// The API role may use the new set the moment it is switched in.
+	if err := GrantReader(ctx, next); err != nil {
+		next.Close()
+		return nil, fmt.Errorf("granting %s on the new read models: %w", ReaderRole, err)
+	}
 	// Admins' skips of poison events hold for the replay too.
 	if _, err := next.Exec(ctx, `INSERT INTO projection_poison SELECT * FROM `+LiveSchema+`.projection_poison WHERE skipped_at IS NOT NULL`); err != nil {
 		next.Close()

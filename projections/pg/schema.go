@@ -45,3 +45,33 @@ func connect(ctx context.Context, url, schema string, params map[string]string) 
 	}
 	return pool, nil
 }
+
+// ReaderRole is the PostgreSQL role of the API instances in a
+// least-privilege deployment (deploy/postgres/bootstrap.sql).
+const ReaderRole = "percorso_reader"
+
+// GrantReader gives the API role, where it exists, reading on the pool's
+// schema and exactly the writes the API makes: auditors' reads and admins'
+// skips of poison events. Default privileges (bootstrap.sql) cover reading
+// tables created later; the per-table writes are granted by whoever
+// creates the tables: a projector when it migrates, a rebuild on its new
+// set before switching it in. Owners starting together take turns:
+// concurrent grants on one table fail with "tuple concurrently updated".
+func GrantReader(ctx context.Context, pool *pgxpool.Pool) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('percorso grants'))`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DO $$
+BEGIN
+	IF EXISTS (SELECT FROM pg_roles WHERE rolname = '`+ReaderRole+`') THEN
+		EXECUTE format('GRANT USAGE ON SCHEMA %I TO `+ReaderRole+`', current_schema());
+		EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO `+ReaderRole+`', current_schema());
+		GRANT INSERT ON audit_reads TO `+ReaderRole+`;
+		GRANT USAGE ON SEQUENCE audit_reads_id_seq TO `+ReaderRole+`;
+		GRANT UPDATE (skipped_at, skipped_by) ON projection_poison TO `+ReaderRole+`;
+	END IF;
+END $$`)
+		return err
+	})
+}
