@@ -331,4 +331,20 @@ func TestAdminSkipsAnyPartition(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT skipped_at IS NULL FROM projection_poison WHERE name = 'read_models_extra'`).Scan(&untouched); err != nil || !untouched {
 		t.Errorf("another projection's record was skipped: %v", err)
 	}
+	// The skip holds for the whole-stream layout too (a rebuild's), and
+	// for the other layouts; not for another sequence.
+	for _, p := range []*pg.Projector{pg.NewProjector(pool), pg.NewPartitionProjector(pool, pg.Partition{Index: 2, Count: 3})} {
+		if ok, err := p.Skipped(ctx, 42); err != nil || !ok {
+			t.Errorf("%s does not see the skip of 42: %t %v", p.Name(), ok, err)
+		}
+		if ok, err := p.Skipped(ctx, 43); err != nil || ok {
+			t.Errorf("%s sees a skip of 43, never recorded: %t %v", p.Name(), ok, err)
+		}
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO projection_poison (name, seq, error, skipped_at, skipped_by) VALUES ('read_models_extra', 44, 'x', now(), 'adm')`); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := pg.NewProjector(pool).Skipped(ctx, 44); err != nil || ok {
+		t.Errorf("another projection's skip counts for read_models: %t %v", ok, err)
+	}
 }

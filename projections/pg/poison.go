@@ -2,8 +2,6 @@ package pg
 
 import (
 	"context"
-	"errors"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -17,14 +15,16 @@ func (p *Projector) RecordPoison(ctx context.Context, seq uint64, cause error) e
 	return err
 }
 
-// Skipped reports whether an admin allowed the projection past seq.
+// Skipped reports whether an admin allowed the projection past seq. A skip
+// holds for every layout of partitions: an event belongs to one partition
+// of each, so the skip an admin gave it under one layout — say the live
+// partitions', carried over into a rebuild, which replays the whole stream
+// as one — is the projection's decision on that event.
 func (p *Projector) Skipped(ctx context.Context, seq uint64) (bool, error) {
-	var at *time.Time
-	err := p.pool.QueryRow(ctx, `SELECT skipped_at FROM projection_poison WHERE name = $1 AND seq = $2`, p.name, int64(seq)).Scan(&at)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	return at != nil, err
+	var skipped bool
+	err := p.pool.QueryRow(ctx, `SELECT COALESCE(bool_or(skipped_at IS NOT NULL), false) FROM projection_poison
+		WHERE (name = $1 OR starts_with(name, $1 || '/')) AND seq = $2`, ProjectorName, int64(seq)).Scan(&skipped)
+	return skipped, err
 }
 
 // Poisoned lists the recorded poison events.
