@@ -14,7 +14,6 @@ import (
 	"github.com/percorso/percorso/adapters/wire"
 	"github.com/percorso/percorso/domain/access"
 	"github.com/percorso/percorso/domain/fault"
-	"github.com/percorso/percorso/domain/office"
 	"github.com/percorso/percorso/domain/query"
 	"github.com/percorso/percorso/domain/taxcode"
 	"github.com/percorso/percorso/domain/workerpath"
@@ -73,44 +72,6 @@ func params(r *http.Request, allowed ...string) (url.Values, error) {
 	return v, nil
 }
 
-// granted checks the role may perform act at all, before any parameter is
-// looked at: a caller that may not see a report learns nothing from its
-// validation errors.
-func granted(p access.Principal, act access.Action) error {
-	o := ""
-	if scope := p.OfficeScope(); len(scope) > 0 {
-		o = scope[0]
-	}
-	return wire.Authorize(p, act, o)
-}
-
-// scope is the offices a request covers: the one it names, which must exist
-// and be the principal's, or else every office the principal has (nil:
-// region-wide).
-func scope(p access.Principal, act access.Action, code string) ([]string, error) {
-	if code != "" {
-		if _, ok := office.Lookup(code); !ok {
-			return nil, fault.Rulef(fault.CodeUnknownOffice, "unknown office %q", code).OnField("office")
-		}
-		if err := wire.Authorize(p, act, code); err != nil {
-			return nil, err
-		}
-		return []string{code}, nil
-	}
-	offices := p.OfficeScope()
-	if len(offices) == 0 {
-		// Region-wide principals pass; office-bound ones with no office
-		// are refused here.
-		return nil, wire.Authorize(p, act, "")
-	}
-	for _, o := range offices {
-		if err := wire.Authorize(p, act, o); err != nil {
-			return nil, err
-		}
-	}
-	return offices, nil
-}
-
 func intParam(v url.Values, name string, def, lo, hi int) (int, error) {
 	s := v.Get(name)
 	if s == "" {
@@ -124,7 +85,7 @@ func intParam(v url.Values, name string, def, lo, hi int) (int, error) {
 }
 
 func (s *Server) listPaths(w http.ResponseWriter, r *http.Request, p access.Principal) {
-	if err := granted(p, access.ActReadPath); err != nil {
+	if err := wire.Granted(p, access.ActReadPath); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -160,7 +121,7 @@ func (s *Server) listPaths(w http.ResponseWriter, r *http.Request, p access.Prin
 			return
 		}
 	}
-	if f.Offices, err = scope(p, access.ActReadPath, v.Get("office")); err != nil {
+	if f.Offices, err = wire.Scope(p, access.ActReadPath, v.Get("office")); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -197,7 +158,7 @@ func unavailable(err error) error {
 // groupedRequest reads the parameters every aggregate report shares.
 func groupedRequest(r *http.Request, p access.Principal, keys []string) (query.GroupedFilter, error) {
 	var f query.GroupedFilter
-	if err := granted(p, access.ActReport); err != nil {
+	if err := wire.Granted(p, access.ActReport); err != nil {
 		return f, err
 	}
 	v, err := params(r, "from", "to", "office", "group_by")
@@ -210,7 +171,7 @@ func groupedRequest(r *http.Request, p access.Principal, keys []string) (query.G
 	if f.Period, err = query.ParsePeriod(v.Get("from"), v.Get("to")); err != nil {
 		return f, err
 	}
-	f.Offices, err = scope(p, access.ActReport, v.Get("office"))
+	f.Offices, err = wire.Scope(p, access.ActReport, v.Get("office"))
 	return f, err
 }
 
@@ -304,7 +265,7 @@ func (s *Server) inps(w http.ResponseWriter, r *http.Request, p access.Principal
 }
 
 func (s *Server) compliance(w http.ResponseWriter, r *http.Request, p access.Principal) {
-	if err := granted(p, access.ActReport); err != nil {
+	if err := wire.Granted(p, access.ActReport); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -324,7 +285,7 @@ func (s *Server) compliance(w http.ResponseWriter, r *http.Request, p access.Pri
 		s.fail(w, r, err)
 		return
 	}
-	if f.Offices, err = scope(p, access.ActReport, v.Get("office")); err != nil {
+	if f.Offices, err = wire.Scope(p, access.ActReport, v.Get("office")); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -368,7 +329,7 @@ func (s *Server) compliance(w http.ResponseWriter, r *http.Request, p access.Pri
 }
 
 func (s *Server) deadlines(w http.ResponseWriter, r *http.Request, p access.Principal) {
-	if err := granted(p, access.ActDeadlines); err != nil {
+	if err := wire.Granted(p, access.ActDeadlines); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -395,7 +356,7 @@ func (s *Server) deadlines(w http.ResponseWriter, r *http.Request, p access.Prin
 		s.fail(w, r, fault.Invalidf("office", "office is required: the deadline lists are per office"))
 		return
 	}
-	if f.Offices, err = scope(p, access.ActDeadlines, code); err != nil {
+	if f.Offices, err = wire.Scope(p, access.ActDeadlines, code); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/percorso/percorso/adapters/wire"
 	"github.com/percorso/percorso/domain/access"
 	"github.com/percorso/percorso/domain/fault"
 	"github.com/percorso/percorso/domain/query"
@@ -30,7 +31,7 @@ type complianceBody struct {
 // totals only: a row is one worker's session.
 func (h *Handler) compliance(q *req) (*result, error) {
 	p := q.p
-	if err := granted(p, access.ActReport); err != nil {
+	if err := wire.Granted(p, access.ActReport); err != nil {
 		return nil, err
 	}
 	var f query.ComplianceFilter
@@ -44,7 +45,7 @@ func (h *Handler) compliance(q *req) (*result, error) {
 	if f.Period, err = query.ParsePeriod(q.get("from"), q.get("to")); err != nil {
 		return nil, err
 	}
-	if f.Offices, err = scope(p, access.ActReport, q.get("office")); err != nil {
+	if f.Offices, err = wire.Scope(p, access.ActReport, q.get("office")); err != nil {
 		return nil, err
 	}
 	rows, err := h.read.Compliance(q.ctx(), f)

@@ -57,7 +57,7 @@ func (h *Handler) office(q *req) (*result, error) {
 	if !p.SeesPersonalData() {
 		return nil, fault.New(fault.Forbidden, fault.CodeForbidden, "analysts read aggregate reports only")
 	}
-	if err := granted(p, access.ActReadPath); err != nil {
+	if err := wire.Granted(p, access.ActReadPath); err != nil {
 		return nil, err
 	}
 	l := q.l
@@ -72,7 +72,7 @@ func (h *Handler) office(q *req) (*result, error) {
 	if f.Office == "" {
 		return res, nil
 	}
-	offices, err := scope(p, access.ActReadPath, f.Office)
+	offices, err := wire.Scope(p, access.ActReadPath, f.Office)
 	if err != nil {
 		return nil, err
 	}

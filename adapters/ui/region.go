@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/percorso/percorso/adapters/wire"
 	"github.com/percorso/percorso/domain/access"
 	"github.com/percorso/percorso/domain/office"
 	"github.com/percorso/percorso/domain/query"
@@ -64,14 +65,14 @@ func suppress[R any, P interface {
 // office, the service mix per worker type, and closures, for every office
 // the principal may report on.
 func (h *Handler) region(q *req) (*result, error) {
-	if err := granted(q.p, access.ActReport); err != nil {
+	if err := wire.Granted(q.p, access.ActReport); err != nil {
 		return nil, err
 	}
 	period, err := query.ParsePeriod(q.get("from"), q.get("to"))
 	if err != nil {
 		return nil, err
 	}
-	offices, err := scope(q.p, access.ActReport, q.get("office"))
+	offices, err := wire.Scope(q.p, access.ActReport, q.get("office"))
 	if err != nil {
 		return nil, err
 	}

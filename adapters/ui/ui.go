@@ -363,37 +363,6 @@ func (h *Handler) renderError(w http.ResponseWriter, r *http.Request, pg *page, 
 	h.render(w, r, status, "error", pg)
 }
 
-// granted checks the role may perform act at all, before any parameter is
-// looked at, as the API does.
-func granted(p access.Principal, act access.Action) error {
-	return wire.Authorize(p, act, firstOffice(p))
-}
-
-// scope is the offices a request covers: the one it names, which must exist
-// and be the principal's, or else every office the principal has (nil:
-// region-wide). The same rule as the API's report routes.
-func scope(p access.Principal, act access.Action, code string) ([]string, error) {
-	if code != "" {
-		if _, ok := office.Lookup(code); !ok {
-			return nil, fault.Rulef(fault.CodeUnknownOffice, "unknown office %q", code).OnField("office")
-		}
-		if err := wire.Authorize(p, act, code); err != nil {
-			return nil, err
-		}
-		return []string{code}, nil
-	}
-	offices := p.OfficeScope()
-	if len(offices) == 0 {
-		return nil, wire.Authorize(p, act, "")
-	}
-	for _, o := range offices {
-		if err := wire.Authorize(p, act, o); err != nil {
-			return nil, err
-		}
-	}
-	return offices, nil
-}
-
 // officeChoices are the offices a principal may pick in a filter.
 func officeChoices(p access.Principal) []office.Office {
 	scope := p.OfficeScope()
