@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -58,9 +59,9 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, codec *eventstore.Code
 	if err != nil {
 		return pg.Counts{}, err
 	}
-	if n, err := countEvents(ctx, js, info.CachedInfo().State.LastSeq); err != nil {
+	if found, err := hasEvents(ctx, info); err != nil {
 		return pg.Counts{}, err
-	} else if n > 0 {
+	} else if found {
 		if err := wait(caughtUp); err != nil {
 			return pg.Counts{}, err
 		}
@@ -82,12 +83,22 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, codec *eventstore.Code
 	return counts, err
 }
 
+// hasEvents reports whether the stream holds any event.
+func hasEvents(ctx context.Context, s jetstream.Stream) (bool, error) {
+	_, err := s.GetLastMsgForSubject(ctx, eventstore.EventsWildcard)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // countEvents counts the stream's events (worker-index entries aside) up to
 // a sequence as the server counts them for a consumer's filter, from its
 // subject index: the events from the start, less those after upTo. It is
 // the tally a rebuild is checked against, independent of the replay. Events
 // appended meanwhile change the count after upTo, so the pair is taken
-// again until that count holds still across it.
+// again until that count holds still across it; under appends that never
+// pause, the events are counted by reading the stream's headers up to upTo.
 func countEvents(ctx context.Context, js jetstream.JetStream, upTo uint64) (uint64, error) {
 	if upTo == 0 {
 		return 0, nil
@@ -96,7 +107,14 @@ func countEvents(ctx context.Context, js jetstream.JetStream, upTo uint64) (uint
 	if err != nil {
 		return 0, err
 	}
-	for range 20 {
+	for attempt := range 5 {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-time.After(time.Duration(rand.IntN(20)+1) * time.Millisecond):
+			}
+		}
 		after, err := pendingFrom(ctx, s, upTo+1)
 		if err != nil {
 			return 0, err
@@ -113,7 +131,46 @@ func countEvents(ctx context.Context, js jetstream.JetStream, upTo uint64) (uint
 			return all - after, nil
 		}
 	}
-	return 0, errors.New("projections: the stream's events could not be counted: appends never paused")
+	return scanEvents(ctx, js, s, upTo)
+}
+
+// scanEvents counts the events up to upTo by reading the stream's headers.
+func scanEvents(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, upTo uint64) (uint64, error) {
+	// With no event at all the iterator below would wait for one forever.
+	if found, err := hasEvents(ctx, s); err != nil || !found {
+		return 0, err
+	}
+	cons, err := js.OrderedConsumer(ctx, eventstore.StreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{eventstore.EventsWildcard}, HeadersOnly: true,
+	})
+	if err != nil {
+		return 0, err
+	}
+	// One iterator for the whole count: a Fetch per batch would make the
+	// ordered consumer recreate itself each time.
+	it, err := cons.Messages(jetstream.PullMaxMessages(1000))
+	if err != nil {
+		return 0, err
+	}
+	defer it.Stop()
+	var n uint64
+	for {
+		m, err := it.Next()
+		if err != nil {
+			return 0, err
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return 0, err
+		}
+		if md.Sequence.Stream > upTo {
+			return n, nil
+		}
+		n++
+		if md.Sequence.Stream == upTo || md.NumPending == 0 {
+			return n, nil
+		}
+	}
 }
 
 // pendingFrom is how many events the stream holds from seq on: the pending

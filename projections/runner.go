@@ -169,7 +169,10 @@ func (r *Runner) consume(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("creating consumer: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(2 * r.Batch))
+	// Pulls expire every 4 s, so the consumer's heartbeats come every 2 s
+	// and a consumer lost with its server (a node of a cluster going down)
+	// is noticed and recreated within seconds, not the default ten.
+	it, err := cons.Messages(jetstream.PullMaxMessages(2*r.Batch), jetstream.PullExpiry(4*time.Second))
 	if err != nil {
 		return fmt.Errorf("consuming: %w", err)
 	}
@@ -220,8 +223,16 @@ func (r *Runner) consume(ctx context.Context) error {
 	}()
 	r.running.Store(true)
 	var batch []pg.Item
+	// A poison event ends the batch: the events before it are applied,
+	// then the runner stops on it.
+	var poisoned error
 	take := func(fut chan decoded) error {
 		d := <-fut
+		var poison *pg.PoisonError
+		if errors.As(d.err, &poison) && len(batch) > 0 {
+			poisoned = d.err
+			return nil
+		}
 		if d.err != nil {
 			return d.err
 		}
@@ -244,7 +255,7 @@ func (r *Runner) consume(ctx context.Context) error {
 		}
 		linger := time.After(r.Linger)
 	fill:
-		for len(batch) < r.Batch {
+		for len(batch) < r.Batch && poisoned == nil {
 			select {
 			case fut, ok := <-futs:
 				if !ok {
@@ -273,6 +284,9 @@ func (r *Runner) consume(ctx context.Context) error {
 		}
 		r.projected.Add(uint64(own))
 		r.setApplied(batch[len(batch)-1].Env.Seq)
+		if poisoned != nil {
+			return poisoned
+		}
 	}
 }
 

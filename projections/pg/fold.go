@@ -287,6 +287,18 @@ func (f *fold) touch(r *pathRow, seq uint64) {
 func (f *fold) add(it Item) error {
 	env := it.Env
 	seq := env.Seq
+	// Ids are written as binary uuids: one that is not a uuid is poison
+	// here, where the database would only see a COPY the client aborted.
+	for _, id := range []string{env.ID, env.PathID} {
+		if _, err := uuid.Parse(id); err != nil {
+			return &PoisonError{Seq: seq, Err: fmt.Errorf("event id or path id %q is not a uuid", id)}
+		}
+	}
+	if e, ok := it.Event.(*workerpath.SessionDelivered); ok && e.GroupID != "" {
+		if _, err := uuid.Parse(e.GroupID); err != nil {
+			return &PoisonError{Seq: seq, Err: fmt.Errorf("group id %q is not a uuid", e.GroupID)}
+		}
+	}
 	f.audit = append(f.audit, auditRow{
 		Seq: int64(seq), EventID: env.ID, PathID: env.PathID, Type: env.Type, SchemaVersion: env.SchemaVersion,
 		RecordedAt: micro(env.Time), Actor: env.Actor, CommandID: env.CommandID, CorrelationID: env.CorrelationID,
@@ -455,8 +467,8 @@ var pathsUpdate = func() string {
 	return s
 }()
 
-// pgUUID is a uuid as COPY takes it without parsing text; an id that is
-// not one is sent as text, for PostgreSQL to refuse.
+// pgUUID is a uuid as COPY takes it without parsing text (fold.add has
+// checked it is one).
 func pgUUID(s string) any {
 	u, err := uuid.Parse(s)
 	if err != nil {

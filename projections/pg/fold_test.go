@@ -2,13 +2,19 @@ package pg
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/percorso/percorso/domain/workerpath"
+	"github.com/percorso/percorso/eventstore"
 	"github.com/percorso/percorso/projections/pgtest"
 )
 
@@ -73,5 +79,50 @@ func TestBulkWritesNameEveryColumn(t *testing.T) {
 	}
 	if got := columns("audit_events"); !slices.Equal(auditColumns, got) || !slices.Equal(jsonNames(auditRow{}), got) {
 		t.Errorf("audit rows are copied as %v (rows named %v), the table has %v", auditColumns, jsonNames(auditRow{}), got)
+	}
+}
+
+// An event the fold refuses (here a second TakenInCharge of a path) is
+// poison alone: the batch's events before it take effect, the checkpoint
+// stops just before it, and nothing after it is applied.
+func TestPoisonInBatchKeepsTheEventsBefore(t *testing.T) {
+	ctx := context.Background()
+	pool, err := Connect(ctx, pgtest.New(t), LiveSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	path := uuid.NewString()
+	at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	meta := workerpath.Meta{PathID: path, Office: "BO01", Operator: "op", RecordedAt: at}
+	taken := &workerpath.TakenInCharge{Meta: meta, WorkerRef: "w1", Category: "a", TakenAt: at,
+		Worker:  workerpath.Person{TaxCode: "RSSMRA80A01H501U", GivenName: "Mario", FamilyName: "Rossi"},
+		Support: workerpath.Support{Kind: workerpath.SupportCIG, From: workerpath.DateOf(at)}}
+	refusal := &workerpath.RefusalReported{Meta: meta, Kind: workerpath.RefusalConvocation, At: at}
+	item := func(seq uint64, ev workerpath.Event) Item {
+		data, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Item{Env: &eventstore.Envelope{Seq: seq, ID: uuid.NewString(), Type: ev.EventType(), SchemaVersion: 1,
+			PathID: path, Time: at, Actor: "op", CommandID: "c", CorrelationID: "c", Hash: "h", PrevHash: "", Data: data}, Event: ev}
+	}
+	p := NewProjector(pool)
+	err = p.Apply(ctx, []Item{item(1, taken), item(2, refusal), item(3, taken), item(4, refusal)})
+	var poison *PoisonError
+	if !errors.As(err, &poison) || poison.Seq != 3 {
+		t.Fatalf("applying the batch: %v, want event 3 as poison", err)
+	}
+	var refusals, events int
+	var cp int64
+	if err := pool.QueryRow(ctx, `SELECT (SELECT refusals FROM paths WHERE path_id = $1), (SELECT count(*) FROM audit_events),
+		(SELECT seq FROM projection_checkpoints WHERE name = $2)`, path, ProjectorName).Scan(&refusals, &events, &cp); err != nil {
+		t.Fatal(err)
+	}
+	if refusals != 1 || events != 2 || cp != 2 {
+		t.Errorf("after the poison: %d refusals, %d audit rows, checkpoint %d; want 1, 2, 2", refusals, events, cp)
 	}
 }

@@ -133,6 +133,20 @@ func (p *Projector) Apply(ctx context.Context, items []Item) error {
 		return nil
 	}
 	err := p.apply(ctx, items)
+	var poison *PoisonError
+	if errors.As(err, &poison) && len(items) > 1 {
+		// An event the fold refuses: the batch's events before it still
+		// take effect, and it alone is poison.
+		for i, it := range items {
+			if it.Env.Seq == poison.Seq {
+				if err := p.Apply(ctx, items[:i]); err != nil {
+					return err
+				}
+				return poison
+			}
+		}
+		return err
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "audit_events_pkey" {
 		return fmt.Errorf("%w: %v", ErrOverlap, err)
