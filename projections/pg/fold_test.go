@@ -12,11 +12,27 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/percorso/percorso/domain/workerpath"
 	"github.com/percorso/percorso/eventstore"
 	"github.com/percorso/percorso/projections/pgtest"
 )
+
+// migrated is a fresh database with the read models' schema.
+func migrated(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := Connect(ctx, pgtest.New(t), LiveSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
 
 // The bulk writes name their columns in Go (pathRow's JSON names, the COPY
 // column lists, the upsert's SET list); the migrations define them in SQL.
@@ -25,14 +41,7 @@ import (
 // with the column missing (NULL, or its default lost).
 func TestBulkWritesNameEveryColumn(t *testing.T) {
 	ctx := context.Background()
-	pool, err := Connect(ctx, pgtest.New(t), LiveSchema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if err := Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := migrated(t)
 	columns := func(table string) []string {
 		rows, err := pool.Query(ctx, `SELECT column_name FROM information_schema.columns
 			WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`, LiveSchema, table)
@@ -87,14 +96,7 @@ func TestBulkWritesNameEveryColumn(t *testing.T) {
 // stops just before it, and nothing after it is applied.
 func TestPoisonInBatchKeepsTheEventsBefore(t *testing.T) {
 	ctx := context.Background()
-	pool, err := Connect(ctx, pgtest.New(t), LiveSchema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if err := Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := migrated(t)
 	path := uuid.NewString()
 	at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	meta := workerpath.Meta{PathID: path, Office: "BO01", Operator: "op", RecordedAt: at}
@@ -111,7 +113,7 @@ func TestPoisonInBatchKeepsTheEventsBefore(t *testing.T) {
 			PathID: path, Time: at, Actor: "op", CommandID: "c", CorrelationID: "c", Hash: "h", PrevHash: "", Data: data}, Event: ev}
 	}
 	p := NewProjector(pool)
-	err = p.Apply(ctx, []Item{item(1, taken), item(2, refusal), item(3, taken), item(4, refusal)})
+	err := p.Apply(ctx, []Item{item(1, taken), item(2, refusal), item(3, taken), item(4, refusal)})
 	var poison *PoisonError
 	if !errors.As(err, &poison) || poison.Seq != 3 {
 		t.Fatalf("applying the batch: %v, want event 3 as poison", err)
