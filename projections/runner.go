@@ -204,16 +204,21 @@ func (r *Runner) consume(ctx context.Context) error {
 				return
 			}
 			fut := make(chan decoded, 1)
-			select {
-			case sem <- struct{}{}:
-			case <-stop:
-				return
+			if path, _ := eventstore.PathOf(m.Subject()); !r.part.Owns(path) {
+				// Another partition's event only moves the checkpoint.
+				fut <- decoded{item: pg.Item{Env: &eventstore.Envelope{Seq: seq, PathID: path}}}
+			} else {
+				select {
+				case sem <- struct{}{}:
+				case <-stop:
+					return
+				}
+				go func() {
+					defer func() { <-sem }()
+					item, err := r.decode(ctx, seq, m)
+					fut <- decoded{item, err}
+				}()
 			}
-			go func() {
-				defer func() { <-sem }()
-				item, err := r.decode(ctx, seq, m)
-				fut <- decoded{item, err}
-			}()
 			select {
 			case futs <- fut:
 			case <-stop:
@@ -310,12 +315,8 @@ func (r *Runner) arrived(m jetstream.Msg) (uint64, error) {
 	return meta.Sequence.Stream, nil
 }
 
-// decode decodes the message at seq, or only notes its sequence when its
-// path belongs to another partition.
+// decode decodes the message at seq, of this runner's partition.
 func (r *Runner) decode(ctx context.Context, seq uint64, m jetstream.Msg) (pg.Item, error) {
-	if path, _ := eventstore.PathOf(m.Subject()); !r.part.Owns(path) {
-		return pg.Item{Env: &eventstore.Envelope{Seq: seq, PathID: path}}, nil
-	}
 	env, err := eventstore.FromHeaders(seq, m.Subject(), m.Headers().Get, m.Data())
 	if err != nil {
 		return pg.Item{}, &pg.PoisonError{Seq: seq, Err: err}

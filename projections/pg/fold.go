@@ -68,35 +68,35 @@ type serviceTotal struct {
 
 // sessionRow is a sessions row.
 type sessionRow struct {
-	EventID           string    `json:"event_id"`
-	Seq               int64     `json:"seq"`
-	PathID            string    `json:"path_id"`
-	SessionID         *string   `json:"session_id"`
-	Service           int       `json:"service"`
-	DeliveredAt       time.Time `json:"delivered_at"`
-	Office            string    `json:"office"`
-	Province          string    `json:"province"`
-	Category          string    `json:"category"`
-	WorkerRef         string    `json:"worker_ref"`
-	Operator          string    `json:"operator"`
-	StandardMinutes   int       `json:"standard_minutes"`
-	CreditedMinutes   int       `json:"credited_minutes"`
-	ActualMinutes     int       `json:"actual_minutes"`
-	MediatorPresent   bool      `json:"mediator_present"`
-	GroupID           *string   `json:"group_id"`
-	GroupSize         *int      `json:"group_size"`
-	OutsideGroupRange bool      `json:"outside_group_range"`
-	Justification     *string   `json:"justification"`
-	OutsideSupport    bool      `json:"outside_support"`
-	TraineeshipID     *string   `json:"traineeship_id"`
-	CatalogueVersion  string    `json:"catalogue_version"`
+	EventID           pgtype.UUID `json:"event_id"`
+	Seq               int64       `json:"seq"`
+	PathID            pgtype.UUID `json:"path_id"`
+	SessionID         *string     `json:"session_id"`
+	Service           int         `json:"service"`
+	DeliveredAt       time.Time   `json:"delivered_at"`
+	Office            string      `json:"office"`
+	Province          string      `json:"province"`
+	Category          string      `json:"category"`
+	WorkerRef         string      `json:"worker_ref"`
+	Operator          string      `json:"operator"`
+	StandardMinutes   int         `json:"standard_minutes"`
+	CreditedMinutes   int         `json:"credited_minutes"`
+	ActualMinutes     int         `json:"actual_minutes"`
+	MediatorPresent   bool        `json:"mediator_present"`
+	GroupID           pgtype.UUID `json:"group_id"` // not Valid: NULL
+	GroupSize         *int        `json:"group_size"`
+	OutsideGroupRange bool        `json:"outside_group_range"`
+	Justification     *string     `json:"justification"`
+	OutsideSupport    bool        `json:"outside_support"`
+	TraineeshipID     *string     `json:"traineeship_id"`
+	CatalogueVersion  string      `json:"catalogue_version"`
 }
 
 // auditRow is an audit_events row: the event as stored, data still sealed.
 type auditRow struct {
 	Seq           int64           `json:"seq"`
-	EventID       string          `json:"event_id"`
-	PathID        string          `json:"path_id"`
+	EventID       pgtype.UUID     `json:"event_id"`
+	PathID        pgtype.UUID     `json:"path_id"`
 	Type          string          `json:"type"`
 	SchemaVersion int             `json:"schema_version"`
 	RecordedAt    time.Time       `json:"recorded_at"`
@@ -287,20 +287,16 @@ func (f *fold) touch(r *pathRow, seq uint64) {
 func (f *fold) add(it Item) error {
 	env := it.Env
 	seq := env.Seq
-	// Ids are written as binary uuids: one that is not a uuid is poison
-	// here, where the database would only see a COPY the client aborted.
-	for _, id := range []string{env.ID, env.PathID} {
-		if _, err := uuid.Parse(id); err != nil {
-			return &PoisonError{Seq: seq, Err: fmt.Errorf("event id or path id %q is not a uuid", id)}
-		}
+	eventID, err := binaryUUID(seq, "event id", env.ID)
+	if err != nil {
+		return err
 	}
-	if e, ok := it.Event.(*workerpath.SessionDelivered); ok && e.GroupID != "" {
-		if _, err := uuid.Parse(e.GroupID); err != nil {
-			return &PoisonError{Seq: seq, Err: fmt.Errorf("group id %q is not a uuid", e.GroupID)}
-		}
+	pathID, err := binaryUUID(seq, "path id", env.PathID)
+	if err != nil {
+		return err
 	}
 	f.audit = append(f.audit, auditRow{
-		Seq: int64(seq), EventID: env.ID, PathID: env.PathID, Type: env.Type, SchemaVersion: env.SchemaVersion,
+		Seq: int64(seq), EventID: eventID, PathID: pathID, Type: env.Type, SchemaVersion: env.SchemaVersion,
 		RecordedAt: micro(env.Time), Actor: env.Actor, CommandID: env.CommandID, CorrelationID: env.CorrelationID,
 		Hash: env.Hash, PrevHash: env.PrevHash, Data: json.RawMessage(env.Data),
 	})
@@ -323,11 +319,21 @@ func (f *fold) add(it Item) error {
 		if !ok {
 			return nil
 		}
+		sessionPath, err := binaryUUID(seq, "path id", e.PathID)
+		if err != nil {
+			return err
+		}
+		var group pgtype.UUID
+		if e.GroupID != "" {
+			if group, err = binaryUUID(seq, "group id", e.GroupID); err != nil {
+				return err
+			}
+		}
 		s := sessionRow{
-			EventID: env.ID, Seq: int64(seq), PathID: e.PathID, SessionID: textOrNull(e.SessionID), Service: e.Service,
+			EventID: eventID, Seq: int64(seq), PathID: sessionPath, SessionID: textOrNull(e.SessionID), Service: e.Service,
 			DeliveredAt: micro(e.DeliveredAt), Office: ps.Office, Province: ps.Province, Category: ps.Category, WorkerRef: ps.WorkerRef,
 			Operator: e.Operator, StandardMinutes: e.StandardMinutes, CreditedMinutes: e.CreditedMinutes, ActualMinutes: e.ActualMinutes,
-			MediatorPresent: e.MediatorPresent, GroupID: textOrNull(e.GroupID), OutsideGroupRange: e.OutsideGroupRange,
+			MediatorPresent: e.MediatorPresent, GroupID: group, OutsideGroupRange: e.OutsideGroupRange,
 			Justification: textOrNull(e.Justification), OutsideSupport: e.OutsideSupport, TraineeshipID: textOrNull(e.TraineeshipID),
 			CatalogueVersion: e.CatalogueVersion,
 		}
@@ -413,7 +419,7 @@ func (f *fold) write(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
 	if len(f.audit) > 0 {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, auditColumns, pgx.CopyFromSlice(len(f.audit), func(i int) ([]any, error) {
 			a := &f.audit[i]
-			return []any{a.Seq, pgUUID(a.EventID), pgUUID(a.PathID), a.Type, a.SchemaVersion, a.RecordedAt, a.Actor, a.CommandID,
+			return []any{a.Seq, a.EventID, a.PathID, a.Type, a.SchemaVersion, a.RecordedAt, a.Actor, a.CommandID,
 				a.CorrelationID, a.Hash, a.PrevHash, a.Data}, nil
 		})); err != nil {
 			return err
@@ -422,8 +428,8 @@ func (f *fold) write(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
 	if len(f.sessions) > 0 {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sessions"}, sessionColumns, pgx.CopyFromSlice(len(f.sessions), func(i int) ([]any, error) {
 			s := &f.sessions[i]
-			return []any{pgUUID(s.EventID), s.Seq, pgUUID(s.PathID), s.SessionID, int16(s.Service), s.DeliveredAt, s.Office, s.Province, s.Category,
-				s.WorkerRef, s.Operator, s.StandardMinutes, s.CreditedMinutes, s.ActualMinutes, s.MediatorPresent, pgUUIDOrNull(s.GroupID),
+			return []any{s.EventID, s.Seq, s.PathID, s.SessionID, int16(s.Service), s.DeliveredAt, s.Office, s.Province, s.Category,
+				s.WorkerRef, s.Operator, s.StandardMinutes, s.CreditedMinutes, s.ActualMinutes, s.MediatorPresent, s.GroupID,
 				s.GroupSize, s.OutsideGroupRange, s.Justification, s.OutsideSupport, s.TraineeshipID, s.CatalogueVersion}, nil
 		})); err != nil {
 			return err
@@ -467,21 +473,15 @@ var pathsUpdate = func() string {
 	return s
 }()
 
-// pgUUID is a uuid as COPY takes it without parsing text (fold.add has
-// checked it is one).
-func pgUUID(s string) any {
+// binaryUUID is an id as COPY takes it, in binary. Ids are parsed here, so
+// that one that is not a uuid is poison, where the database would only see
+// a COPY the client aborted (and retried forever).
+func binaryUUID(seq uint64, what, s string) (pgtype.UUID, error) {
 	u, err := uuid.Parse(s)
 	if err != nil {
-		return s
+		return pgtype.UUID{}, &PoisonError{Seq: seq, Err: fmt.Errorf("%s %q is not a uuid", what, s)}
 	}
-	return pgtype.UUID{Bytes: u, Valid: true}
-}
-
-func pgUUIDOrNull(s *string) any {
-	if s == nil {
-		return nil
-	}
-	return pgUUID(*s)
+	return pgtype.UUID{Bytes: u, Valid: true}, nil
 }
 
 // micro is t as PostgreSQL stores it: to the microsecond, truncated as pgx

@@ -214,9 +214,12 @@ func (p *Projector) apply(ctx context.Context, items []Item) error {
 		b.Queue(`INSERT INTO projection_checkpoints (name, seq, updated_at) VALUES ($1, $2, now())
 			ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq, updated_at = now()`, p.name, int64(last))
 		committed = last
-		taken = maps.Clone(f.static)
-		for id, r := range f.paths {
-			taken[id] = r.static()
+		if deferTotals {
+			// Only a replay deferring totals reads the cache (readState).
+			taken = maps.Clone(f.static)
+			for id, r := range f.paths {
+				taken[id] = r.static()
+			}
 		}
 		return tx.SendBatch(ctx, b).Close()
 	})
