@@ -148,7 +148,8 @@ func (p *Projector) Apply(ctx context.Context, items []Item) error {
 		return err
 	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "audit_events_pkey" {
+	if errors.As(err, &pgErr) && (pgErr.Code == "23505" && pgErr.ConstraintName == "audit_events_pkey" ||
+		pgErr.Code == "40001" || pgErr.Code == "40P01") {
 		return fmt.Errorf("%w: %v", ErrOverlap, err)
 	}
 	if errors.As(err, &pgErr) && permanent(pgErr.Code) {
@@ -180,7 +181,13 @@ func (p *Projector) apply(ctx context.Context, items []Item) error {
 	p.mu.Unlock()
 	var committed uint64
 	var taken map[string]pathStatic
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+	// One snapshot for every read of the batch: under READ COMMITTED the
+	// applied sequences and the paths rows could be read on either side of
+	// another layout's commit, and the fold would see a path already taken
+	// in charge by an event it believes unapplied. Under REPEATABLE READ a
+	// row another projector changed since the snapshot fails the write
+	// with a serialization error instead, and the batch is retried.
+	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		st, err := readState(ctx, tx, p.name, items, deferTotals, &p.static)
 		if err != nil {
 			return err
