@@ -239,6 +239,26 @@ func TestOverlappingLayouts(t *testing.T) {
 	}
 }
 
+// TestSamePartitionTwice: two copies of one partition, as during a rolling
+// update, apply the same events at once while more arrive; each batch the
+// slower copy loses is retried on a fresh snapshot and skips what the
+// other applied.
+func TestSamePartitionTwice(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.load(t, 0, 10, 60)
+	pool := freshPool(t)
+	f := startFleet(w, pool, pg.Partition{}, pg.Partition{}, pg.Partition{Index: 1, Count: 2}, pg.Partition{Index: 1, Count: 2})
+	w.load(t, 10, 5, 40)
+	f.waitAll(t, w)
+	f.stop()
+	want := freshPool(t)
+	runToEnd(t, w, want)
+	if got, exp := pgtest.Dump(t, pool), pgtest.Dump(t, want); got != exp {
+		t.Fatalf("read models of two copies of the same partitions differ from a fresh replay")
+	}
+}
+
 // TestSwitchBehindPartitions: read models switched in under running
 // partitions (a rebuild's) may hold fewer events than the partitions had
 // applied to the old set, and no partition checkpoints at all. The

@@ -118,7 +118,13 @@ func (r *Runner) Run(ctx context.Context) error {
 			backoff = 100 * time.Millisecond
 			continue
 		}
-		r.log.Warn("projection interrupted, resuming from its checkpoint", "err", err, "retry_in", backoff)
+		if errors.Is(err, pg.ErrOverlap) {
+			// Another projector of the same paths is running: not a fault
+			// of this one, but worth a line (operations.md: don't).
+			r.log.Info("another projector applied the same events, resuming from the checkpoint", "err", err, "retry_in", backoff)
+		} else {
+			r.log.Warn("projection interrupted, resuming from its checkpoint", "err", err, "retry_in", backoff)
+		}
 		select {
 		case <-ctx.Done():
 			return nil

@@ -133,6 +133,12 @@ func (p *Projector) Apply(ctx context.Context, items []Item) error {
 		return nil
 	}
 	err := p.apply(ctx, items)
+	// Another projector committed first (a second copy of this partition
+	// during a rolling update, or another layout): a fresh snapshot skips
+	// what it applied. Retried here a few times, then by the runner.
+	for try := 0; try < 3 && overlapped(err); try++ {
+		err = p.apply(ctx, items)
+	}
 	var poison *PoisonError
 	if errors.As(err, &poison) && len(items) > 1 {
 		// An event the fold refuses: the batch's events before it still
@@ -147,11 +153,10 @@ func (p *Projector) Apply(ctx context.Context, items []Item) error {
 		}
 		return err
 	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code == "23505" && pgErr.ConstraintName == "audit_events_pkey" ||
-		pgErr.Code == "40001" || pgErr.Code == "40P01") {
+	if overlapped(err) {
 		return fmt.Errorf("%w: %v", ErrOverlap, err)
 	}
+	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && permanent(pgErr.Code) {
 		// Find the one event the database refuses: alone, it is poison.
 		if len(items) == 1 {
@@ -165,6 +170,18 @@ func (p *Projector) Apply(ctx context.Context, items []Item) error {
 		return nil
 	}
 	return err
+}
+
+// overlapped: the batch lost a race with another projector's commit — an
+// event it also applied (the audit row's key), or a row it read changed
+// since the batch's snapshot (serialization failure, deadlock).
+func overlapped(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	return pgErr.Code == "23505" && pgErr.ConstraintName == "audit_events_pkey" ||
+		pgErr.Code == "40001" || pgErr.Code == "40P01"
 }
 
 // permanent: SQLSTATE classes no retry can fix (data exceptions, integrity
