@@ -220,42 +220,35 @@ func TestRepartition(t *testing.T) {
 	}
 }
 
-// TestOverlappingLayouts: two layouts running at once — an operator's
-// mistake during a change of partitions — race on the same events; the
-// loser of each race retries and skips what the winner applied.
-func TestOverlappingLayouts(t *testing.T) {
+// TestProjectorsRaceOnTheSameEvents: projectors of the same paths running
+// at once race on the same events while more arrive — two layouts of
+// partitions (an operator's mistake during a change of partitions), or two
+// copies of the same partitions (a rolling update). The loser of each race
+// retries on a fresh snapshot and skips what the winner applied.
+func TestProjectorsRaceOnTheSameEvents(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.load(t, 0, 20, 120)
-	pool := freshPool(t)
-	f := startFleet(w, pool, pg.Partition{}, pg.Partition{Index: 0, Count: 2}, pg.Partition{Index: 1, Count: 2})
-	w.load(t, 20, 5, 40)
-	f.waitAll(t, w)
-	f.stop()
-	want := freshPool(t)
-	runToEnd(t, w, want)
-	if got, exp := pgtest.Dump(t, pool), pgtest.Dump(t, want); got != exp {
-		t.Fatalf("read models of overlapping layouts differ from a fresh replay")
-	}
-}
-
-// TestSamePartitionTwice: two copies of one partition, as during a rolling
-// update, apply the same events at once while more arrive; each batch the
-// slower copy loses is retried on a fresh snapshot and skips what the
-// other applied.
-func TestSamePartitionTwice(t *testing.T) {
-	t.Parallel()
-	w := newWorld(t)
-	w.load(t, 0, 10, 60)
-	pool := freshPool(t)
-	f := startFleet(w, pool, pg.Partition{}, pg.Partition{}, pg.Partition{Index: 1, Count: 2}, pg.Partition{Index: 1, Count: 2})
-	w.load(t, 10, 5, 40)
-	f.waitAll(t, w)
-	f.stop()
-	want := freshPool(t)
-	runToEnd(t, w, want)
-	if got, exp := pgtest.Dump(t, pool), pgtest.Dump(t, want); got != exp {
-		t.Fatalf("read models of two copies of the same partitions differ from a fresh replay")
+	for _, tc := range []struct {
+		name  string
+		parts []pg.Partition
+	}{
+		{"overlapping layouts", []pg.Partition{{}, {Index: 0, Count: 2}, {Index: 1, Count: 2}}},
+		{"same partitions twice", []pg.Partition{{}, {}, {Index: 1, Count: 2}, {Index: 1, Count: 2}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			w.load(t, 0, 20, 120)
+			pool := freshPool(t)
+			f := startFleet(w, pool, tc.parts...)
+			w.load(t, 20, 5, 40)
+			f.waitAll(t, w)
+			f.stop()
+			want := freshPool(t)
+			runToEnd(t, w, want)
+			if got, exp := pgtest.Dump(t, pool), pgtest.Dump(t, want); got != exp {
+				t.Fatalf("read models of %s differ from a fresh replay", tc.name)
+			}
+		})
 	}
 }
 
