@@ -134,6 +134,22 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
+// deleteConsumer removes an ordered consumer the runner no longer reads
+// (its current incarnation: an ordered consumer renames itself on reset).
+// Best effort: a consumer the server lost, or one it cannot reach now,
+// goes when its inactivity threshold runs out.
+func (r *Runner) deleteConsumer(cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := r.js.DeleteConsumer(ctx, eventstore.StreamName, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		r.log.Debug("consumer left for the server to expire", "consumer", info.Name, "err", err)
+	}
+}
+
 // holdPoison records the poison event and waits for an admin's skip.
 func (r *Runner) holdPoison(ctx context.Context, p *pg.PoisonError) error {
 	r.mu.Lock()
@@ -175,6 +191,10 @@ func (r *Runner) consume(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("creating consumer: %w", err)
 	}
+	// Stopping the iterator leaves the consumer on the server until its
+	// inactivity threshold: delete it, or every restart (an overlap, a
+	// database away for a while) would leave one more behind.
+	defer r.deleteConsumer(cons)
 	// Pulls expire every 4 s, so the consumer's heartbeats come every 2 s
 	// and a consumer lost with its server (a node of a cluster going down)
 	// is noticed and recreated within seconds, not the default ten.
