@@ -150,14 +150,12 @@ func (r *Runner) deleteConsumer(cons jetstream.Consumer) {
 	}
 }
 
-// holdPoison records the poison event and waits for an admin's skip.
+// holdPoison records the poison event and waits for an admin's skip. An
+// event skipped already (a rebuild's replay meeting it again) passes at
+// once, without ever showing as the poison the runner is held on.
 func (r *Runner) holdPoison(ctx context.Context, p *pg.PoisonError) error {
-	r.mu.Lock()
-	r.poison = p
-	r.mu.Unlock()
-	r.log.Error("projection stopped on an event it cannot apply; skip it explicitly to go on", "seq", p.Seq, "err", p.Err)
 	recorded := false
-	for {
+	for held := false; ; held = true {
 		if !recorded {
 			recorded = r.sink.RecordPoison(ctx, p.Seq, p.Err) == nil
 		}
@@ -167,6 +165,12 @@ func (r *Runner) holdPoison(ctx context.Context, p *pg.PoisonError) error {
 			r.poison = nil
 			r.mu.Unlock()
 			return nil
+		}
+		if !held {
+			r.mu.Lock()
+			r.poison = p
+			r.mu.Unlock()
+			r.log.Error("projection stopped on an event it cannot apply; skip it explicitly to go on", "seq", p.Seq, "err", p.Err)
 		}
 		select {
 		case <-ctx.Done():
