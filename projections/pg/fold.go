@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -444,8 +445,7 @@ func (f *fold) write(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
 		if err != nil {
 			return err
 		}
-		b.Queue(`INSERT INTO paths SELECT * FROM json_populate_recordset(NULL::paths, $1::json)
-			ON CONFLICT (path_id) DO UPDATE SET `+pathsUpdate, string(paths))
+		b.Queue(pathsUpsert, string(paths))
 	}
 	return nil
 }
@@ -458,19 +458,25 @@ var (
 		"group_id", "group_size", "outside_group_range", "justification", "outside_support", "traineeship_id", "catalogue_version"}
 )
 
-// pathsUpdate replaces every column of an existing paths row but its key.
-var pathsUpdate = func() string {
-	s := ""
-	for _, c := range []string{"worker_ref", "tax_code", "given_name", "family_name", "birth_date", "disability",
-		"mediator_language", "erased", "category", "support_kind", "agreement_code", "support_from", "support_to", "office",
-		"province", "status", "taken_at", "closed_at", "close_reason", "pact_signed_at", "did_on", "unjustified_no_shows",
-		"justified_absences", "refusals", "verified_at", "verification_outcome", "services", "credited_minutes_total", "version"} {
-		if s != "" {
-			s += ", "
-		}
-		s += c + " = EXCLUDED." + c
+// pathsWritten are the columns the projector writes to paths, its key
+// first. They are named, not taken from the table: a column a newer
+// release adds (with a default) keeps its default when a projector of the
+// release before writes the row during a rolling update.
+var pathsWritten = []string{"path_id", "worker_ref", "tax_code", "given_name", "family_name", "birth_date", "disability",
+	"mediator_language", "erased", "category", "support_kind", "agreement_code", "support_from", "support_to", "office",
+	"province", "status", "taken_at", "closed_at", "close_reason", "pact_signed_at", "did_on", "unjustified_no_shows",
+	"justified_absences", "refusals", "verified_at", "verification_outcome", "services", "credited_minutes_total", "version"}
+
+// pathsUpsert writes a batch's paths rows, given as a JSON array of
+// pathRow: an existing row has every column but its key replaced.
+var pathsUpsert = func() string {
+	cols := strings.Join(pathsWritten, ", ")
+	set := make([]string, 0, len(pathsWritten)-1)
+	for _, c := range pathsWritten[1:] {
+		set = append(set, c+" = EXCLUDED."+c)
 	}
-	return s
+	return `INSERT INTO paths (` + cols + `) SELECT ` + cols + ` FROM json_populate_recordset(NULL::paths, $1::json)
+		ON CONFLICT (path_id) DO UPDATE SET ` + strings.Join(set, ", ")
 }()
 
 // binaryUUID is an id as COPY takes it, in binary. Ids are parsed here, so

@@ -184,10 +184,13 @@ func overlapped(err error) bool {
 		pgErr.Code == "40001" || pgErr.Code == "40P01"
 }
 
-// permanent: SQLSTATE classes no retry can fix (data exceptions, integrity
-// violations, syntax or access rule violations).
+// permanent: SQLSTATE classes an event's data can cause and no retry can
+// fix — data exceptions and integrity violations. Class 42 (a missing
+// table or column, a privilege revoked) is the database's set-up, not the
+// event's: it is retried until someone mends it, never blamed on whichever
+// event came first.
 func permanent(code string) bool {
-	return strings.HasPrefix(code, "22") || strings.HasPrefix(code, "23") || strings.HasPrefix(code, "42")
+	return strings.HasPrefix(code, "22") || strings.HasPrefix(code, "23")
 }
 
 func (p *Projector) apply(ctx context.Context, items []Item) error {
