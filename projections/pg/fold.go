@@ -162,10 +162,10 @@ func (r *pathRow) static() pathStatic {
 
 // batchState is what applying a batch starts from.
 type batchState struct {
-	own     uint64                // the projector's checkpoint
-	applied map[uint64]bool       // events audit_events already holds
-	paths   map[string]*pathRow   // rows of the paths the batch changes
-	static  map[string]pathStatic // other paths a session of the batch belongs to
+	checkpoints map[string]uint64     // every checkpoint of the projection, this projector's own locked
+	applied     map[uint64]bool       // events audit_events already holds
+	paths       map[string]*pathRow   // rows of the paths the batch changes
+	static      map[string]pathStatic // other paths a session of the batch belongs to
 }
 
 // readState reads, in one round trip, what applying a batch starts from:
@@ -207,12 +207,16 @@ func readState(ctx context.Context, tx pgx.Tx, name string, items []Item, deferT
 		}
 	}
 	b := &pgx.Batch{}
-	var own int64
-	b.Queue(`SELECT seq FROM projection_checkpoints WHERE name = $1 FOR UPDATE`, name).QueryRow(func(row pgx.Row) error {
-		if err := row.Scan(&own); err != nil && err != pgx.ErrNoRows {
-			return err
-		}
-		return nil
+	b.Queue(`SELECT seq FROM projection_checkpoints WHERE name = $1 FOR UPDATE`, name)
+	// The other layouts' checkpoints in the same snapshot as the rows: how
+	// far another layout has applied every path holds for these rows, even
+	// right after a rebuild switched in a set with checkpoints of its own.
+	st.checkpoints = map[string]uint64{}
+	b.Queue(`SELECT name, seq FROM projection_checkpoints WHERE name = $1 OR starts_with(name, $1 || '/')`, ProjectorName).Query(func(rs pgx.Rows) error {
+		var name string
+		var seq int64
+		_, err := pgx.ForEachRow(rs, []any{&name, &seq}, func() error { st.checkpoints[name] = uint64(seq); return nil })
+		return err
 	})
 	if len(seqs) > 0 {
 		b.Queue(`SELECT seq FROM audit_events WHERE seq = ANY($1)`, seqs).Query(func(rs pgx.Rows) error {
@@ -247,7 +251,6 @@ func readState(ctx context.Context, tx pgx.Tx, name string, items []Item, deferT
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return batchState{}, err
 	}
-	st.own = uint64(own)
 	return st, nil
 }
 

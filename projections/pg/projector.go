@@ -44,7 +44,6 @@ type Projector struct {
 
 	mu          sync.Mutex
 	known       uint64 // its own checkpoint row as last read or committed
-	floor       uint64 // every event up to here is applied, by another layout of partitions
 	deferTotals bool   // sessions do not update their path's row (see Rebuild)
 }
 
@@ -90,7 +89,7 @@ func (p *Projector) Checkpoint(ctx context.Context) (uint64, error) {
 	}
 	own, floor := p.position(seqs)
 	p.mu.Lock()
-	p.known, p.floor = own, floor
+	p.known = own
 	p.mu.Unlock()
 	return max(own, floor), nil
 }
@@ -197,7 +196,7 @@ func (p *Projector) apply(ctx context.Context, items []Item) error {
 	p.applying.Lock()
 	defer p.applying.Unlock()
 	p.mu.Lock()
-	known, floor, deferTotals := p.known, p.floor, p.deferTotals
+	known, deferTotals := p.known, p.deferTotals
 	p.mu.Unlock()
 	var committed uint64
 	var taken map[string]pathStatic
@@ -212,7 +211,7 @@ func (p *Projector) apply(ctx context.Context, items []Item) error {
 		if err != nil {
 			return err
 		}
-		own := st.own
+		own, floor := p.position(st.checkpoints)
 		if own < known {
 			return fmt.Errorf("%w: %s is at %d, the projector committed %d", ErrCheckpointMoved, p.name, own, known)
 		}
