@@ -169,8 +169,8 @@ type batchState struct {
 }
 
 // readState reads, in one round trip, what applying a batch starts from:
-// the projector's checkpoint (locked against another projector of the same
-// name), which of the batch's events audit_events already holds (applied by
+// the projection's checkpoints (this projector's own locked against another
+// projector of the same name), which of the batch's events audit_events already holds (applied by
 // another layout of partitions: each applied event has its row there,
 // written in the same transaction as its other effects), the rows of the
 // paths the batch changes and, with deferTotals, what the sessions of
