@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -327,6 +328,9 @@ func (f *fold) add(it Item) error {
 		if err != nil {
 			return err
 		}
+		if err := sessionInRange(seq, e); err != nil {
+			return err
+		}
 		var group pgtype.UUID
 		if e.GroupID != "" {
 			if group, err = binaryUUID(seq, "group id", e.GroupID); err != nil {
@@ -491,6 +495,22 @@ func binaryUUID(seq uint64, what, s string) (pgtype.UUID, error) {
 		return pgtype.UUID{}, &PoisonError{Seq: seq, Err: fmt.Errorf("%s %q is not a uuid", what, s)}
 	}
 	return pgtype.UUID{Bytes: u, Valid: true}, nil
+}
+
+// sessionInRange checks the numbers of a session against the columns
+// they go to: a service outside the catalogue or minutes past an integer
+// column are poison, where the binary COPY would wrap the first and the
+// client abort the second (and retry it forever).
+func sessionInRange(seq uint64, e *workerpath.SessionDelivered) error {
+	if _, ok := workerpath.LookupService(e.Service); !ok {
+		return &PoisonError{Seq: seq, Err: fmt.Errorf("service %d is not in the catalogue", e.Service)}
+	}
+	for _, n := range []int{e.StandardMinutes, e.CreditedMinutes, e.ActualMinutes, e.GroupSize} {
+		if n < 0 || n > math.MaxInt32 {
+			return &PoisonError{Seq: seq, Err: fmt.Errorf("a session's minutes or group size %d are out of range", n)}
+		}
+	}
+	return nil
 }
 
 // micro is t as PostgreSQL stores it: to the microsecond, truncated as pgx

@@ -149,6 +149,41 @@ func TestSetUpFaultsAreNotPoison(t *testing.T) {
 	}
 }
 
+// A session whose numbers do not fit their columns — a service outside
+// the catalogue, minutes past an integer — is poison, not written wrapped
+// nor retried forever; the events before it take effect.
+func TestSessionOutOfRangeIsPoison(t *testing.T) {
+	ctx := context.Background()
+	pool := migrated(t)
+	at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	for i, bad := range []func(*workerpath.SessionDelivered){
+		func(s *workerpath.SessionDelivered) { s.Service = 70000 },
+		func(s *workerpath.SessionDelivered) { s.Service = 0 },
+		func(s *workerpath.SessionDelivered) { s.ActualMinutes = 1 << 40 },
+		func(s *workerpath.SessionDelivered) { s.CreditedMinutes = -1 },
+	} {
+		meta := workerpath.Meta{PathID: uuid.NewString(), Office: "BO01", Operator: "op", RecordedAt: at}
+		taken := &workerpath.TakenInCharge{Meta: meta, WorkerRef: "w1", Category: "a", TakenAt: at,
+			Worker:  workerpath.Person{TaxCode: "RSSMRA80A01H501U", GivenName: "Mario", FamilyName: "Rossi"},
+			Support: workerpath.Support{Kind: workerpath.SupportCIG, From: workerpath.DateOf(at)}}
+		s := &workerpath.SessionDelivered{Meta: meta, Service: 3, DeliveredAt: at, StandardMinutes: 60, CreditedMinutes: 60, ActualMinutes: 60}
+		bad(s)
+		first := uint64(2*i + 1)
+		err := NewProjector(pool).Apply(ctx, []Item{testItem(t, first, taken), testItem(t, first+1, s)})
+		var poison *PoisonError
+		if !errors.As(err, &poison) || poison.Seq != first+1 {
+			t.Errorf("case %d: %v, want event %d as poison", i, err, first+1)
+		}
+	}
+	var paths int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM paths`).Scan(&paths); err != nil {
+		t.Fatal(err)
+	}
+	if paths != 4 {
+		t.Errorf("%d paths taken in charge, want the 4 before each poison", paths)
+	}
+}
+
 // testItem is an event as the runner hands it to the projector.
 func testItem(t *testing.T, seq uint64, ev workerpath.Event) Item {
 	t.Helper()
