@@ -49,6 +49,12 @@ type fakeStore struct {
 	lostReplies int
 	// loadErr fails every Load.
 	loadErr error
+	// lagAfterLostReply makes the loads after a lost reply, that many,
+	// answer as the paths were before the append, as a replica a moment
+	// behind would.
+	lagAfterLostReply int
+	laggingLoads      int
+	before            map[string][]command.Recorded
 
 	appendCalls int            // every Append call
 	appended    int            // successful appends
@@ -85,6 +91,14 @@ func (s *fakeStore) Load(_ context.Context, pathID string, fresh bool) (*command
 	if s.loadErr != nil {
 		return nil, s.loadErr
 	}
+	if prev, ok := s.before[pathID]; ok && s.laggingLoads > 0 {
+		s.laggingLoads--
+		h := &command.History{PathID: pathID, Events: append([]command.Recorded(nil), prev...)}
+		if n := len(h.Events); n > 0 {
+			h.Version = h.Events[n-1].Seq
+		}
+		return h, nil
+	}
 	if s.staleReads && !fresh {
 		if h, ok := s.cache[pathID]; ok {
 			c := *h
@@ -115,6 +129,10 @@ func (s *fakeStore) Append(_ context.Context, meta command.Meta, writes []comman
 		s.conflicts--
 		return nil, command.ErrConflict
 	}
+	before := map[string][]command.Recorded{}
+	for _, w := range writes {
+		before[w.PathID] = append([]command.Recorded(nil), s.paths[w.PathID]...)
+	}
 	versions, err := s.writeLocked(meta, writes, index)
 	if err != nil {
 		return nil, err
@@ -126,6 +144,7 @@ func (s *fakeStore) Append(_ context.Context, meta command.Meta, writes []comman
 	}
 	if s.lostReplies > 0 {
 		s.lostReplies--
+		s.before, s.laggingLoads = before, s.lagAfterLostReply
 		return nil, errors.New("timeout waiting for the publish acknowledgement")
 	}
 	return versions, nil

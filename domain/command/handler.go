@@ -87,8 +87,30 @@ func (h *Handler) execute(ctx context.Context, r Request, run attempt) (Result, 
 		}
 	}
 	var lastErr error
+	ambiguous := false // an append whose outcome was not known
 	for i := 0; i < h.Attempts; i++ {
-		d, done, err := run(ctx, cmdID, i > 0, h.Now())
+		fresh := i > 0
+		if ambiguous {
+			// A replica that serves reads may lag the write a moment.
+			if err := sleep(ctx, time.Duration(i)*10*time.Millisecond); err != nil {
+				return Result{}, unavailable(lastErr)
+			}
+		}
+		d, done, err := run(ctx, cmdID, fresh, h.Now())
+		if err != nil && !fresh && refusal(err) {
+			// Decided on the cached state, which misses what other
+			// instances appended since: a refusal is only given on the
+			// stream's own state.
+			d, done, err = run(ctx, cmdID, true, h.Now())
+		}
+		if err != nil && ambiguous && refusal(err) {
+			// An earlier append of this command may have landed where this
+			// read cannot see it yet, and the refusal may be of its own
+			// doing (the path it created, the session it delivered): look
+			// again a little later, and if it never shows, the outcome is
+			// unknown, not refused.
+			continue
+		}
 		if err != nil {
 			return Result{}, err
 		}
@@ -108,7 +130,7 @@ func (h *Handler) execute(ctx context.Context, r Request, run attempt) (Result, 
 			if err != nil {
 				// Ambiguous: the events may have landed. Look again on fresh
 				// state; a landed command is found by its id.
-				lastErr = err
+				lastErr, ambiguous = err, true
 				if ctx.Err() != nil {
 					return Result{}, unavailable(err)
 				}
@@ -126,10 +148,44 @@ func (h *Handler) execute(ctx context.Context, r Request, run attempt) (Result, 
 		}
 		return res, nil
 	}
+	if ambiguous {
+		return Result{}, outcomeUnknown(lastErr)
+	}
 	if errors.Is(lastErr, ErrConflict) {
 		return Result{}, fault.New(fault.Conflict, fault.CodeConflict, "too many concurrent changes to this path: try again")
 	}
 	return Result{}, unavailable(lastErr)
+}
+
+// refusal: an answer that depends on the path's state (a rule, a missing
+// path, a conflict, a version), as opposed to the input alone, the path's
+// office (fixed for its life) or a dependency being away.
+func refusal(err error) bool {
+	var fe *fault.Error
+	if !errors.As(err, &fe) {
+		return false
+	}
+	switch fe.Kind {
+	case fault.Rule, fault.NotFound, fault.Conflict, fault.Precondition:
+		return true
+	}
+	return false
+}
+
+func outcomeUnknown(err error) error {
+	return &fault.Error{Kind: fault.Unavailable, Code: fault.CodeUnavailable,
+		Message: "the event store did not confirm the command, which may have been applied: send it again with the same Idempotency-Key", Err: err}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 func fill(res *Result, versions map[string]uint64) {

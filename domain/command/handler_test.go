@@ -688,6 +688,57 @@ func TestLostReplyIsFoundByCommandID(t *testing.T) {
 	}
 }
 
+// An append whose reply is lost, read back from a replica a moment behind:
+// the command's own effect (its path, its session) must not come back as a
+// refusal or a conflict. The handler looks again a little later and finds
+// it; when it never shows, the answer is that the outcome is unknown.
+func TestLostReplyReadFromBehind(t *testing.T) {
+	for _, c := range cmdCases {
+		t.Run(c.name, func(t *testing.T) {
+			for _, lag := range []int{2, 1000} {
+				e := newEnv(t)
+				ids := c.setup(e)
+				appended := e.store.appended
+				e.store.lostReplies = 1
+				e.store.lagAfterLostReply = lag
+				_, err := c.run(e, req(), ids)
+				if e.store.appended != appended+1 {
+					t.Errorf("lag %d: %d appends, want exactly one", lag, e.store.appended-appended)
+				}
+				switch {
+				case lag < 1000 && err != nil:
+					t.Errorf("lag %d: %v, want the landed command found", lag, err)
+				case lag == 1000:
+					wantErr(t, err, fault.CodeUnavailable, fault.Unavailable)
+				}
+			}
+		})
+	}
+}
+
+// Another instance's append is not in this instance's cache: a refusal
+// decided on the cached copy is decided again on the stream's state, and
+// a real refusal is still given.
+func TestRefusalOnCachedStateIsCheckedFresh(t *testing.T) {
+	e := newEnv(t)
+	e.store.staleReads = true
+	p := e.open(workers[0])
+	before := e.store.version(p)
+	v := e.store.write(p, &wp.RefusalReported{Meta: wp.Meta{PathID: p}, Kind: wp.RefusalPath})
+	r := req()
+	r.IfMatch = &v
+	res, err := e.h.DeliverSession(e.ctx, r, p, nil, session(wp.SvcIndividual))
+	if err != nil {
+		t.Fatalf("If-Match of the version another instance appended: %v", err)
+	}
+	if res.Version != e.store.version(p) || countService(e.store.events(p), wp.SvcIndividual) != 1 {
+		t.Errorf("version %d, path at %d", res.Version, e.store.version(p))
+	}
+	r.IfMatch = &before
+	_, err = e.h.DeliverSession(e.ctx, r, p, nil, session(wp.SvcIndividual))
+	wantErr(t, err, fault.CodeVersionMismatch, fault.Precondition)
+}
+
 func TestStoreDown(t *testing.T) {
 	e := newEnv(t)
 	p := e.open(workers[0])
