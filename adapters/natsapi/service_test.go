@@ -166,7 +166,7 @@ func TestErrors(t *testing.T) {
 		{"empty body", wire.CmdClosePath, ``, e.auth(operator), 400, "malformed_json", ""},
 		{"trailing data", wire.CmdDeliverSession, `{"path_id": "` + path + `"} {}`, e.auth(operator), 400, "malformed_json", ""},
 		{"unknown field", wire.CmdDeliverSession, session(map[string]any{"servce": 1}), e.auth(operator), 400, "unknown_field", "servce"},
-		{"unknown nested field", wire.CmdTakeInCharge, `{"worker": {"tax_code": "x", "nickname": "y"}}`, e.auth(operator), 400, "unknown_field", "nickname"},
+		{"unknown nested field", wire.CmdTakeInCharge, `{"worker": {"tax_code": "x", "nickname": "y"}}`, e.auth(operator), 400, "unknown_field", "worker.nickname"},
 		{"wrong type", wire.CmdDeliverSession, session(map[string]any{"minutes": "fifteen"}), e.auth(operator), 400, "invalid_field", "minutes"},
 		{"path_id missing", wire.CmdDeliverSession, session(map[string]any{"path_id": nil}), e.auth(operator), 400, "invalid_field", "path_id"},
 		{"no token", wire.CmdDeliverSession, session(nil), hdr{}, 401, "unauthenticated", ""},

@@ -38,7 +38,7 @@ type (
 		GivenName        string `json:"given_name"`
 		FamilyName       string `json:"family_name"`
 		BirthDate        string `json:"birth_date,omitempty"`
-		Disability       bool   `json:"disability"`
+		Disability       bool   `json:"disability" wire:"required"`
 		MediatorLanguage string `json:"mediator_language,omitempty"`
 	}
 	SupportBody struct {
@@ -101,7 +101,7 @@ type (
 	NoShowBody struct {
 		PathID        string `json:"path_id,omitempty"`
 		AppointmentAt string `json:"appointment_at"`
-		Justified     bool   `json:"justified"`
+		Justified     bool   `json:"justified" wire:"required"`
 		Reason        string `json:"reason,omitempty"`
 	}
 	RefusalBody struct {

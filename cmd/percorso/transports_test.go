@@ -292,6 +292,21 @@ func testSameErrors(t *testing.T, e *rolesEnv) {
 			body: func(f fixture) string {
 				return strings.Replace(transportWorker(freshTaxCode(t, e.next.Add(1))), `"disability"`, `"nickname":"Mina","disability"`, 1)
 			}, status: 400, code: "unknown_field"},
+		{name: "name in another case", command: "deliver_session",
+			body:   func(fixture) string { return `{"Service":1,"delivered_at":"2010-02-02T09:00:00+01:00","minutes":20}` },
+			status: 400, code: "unknown_field"},
+		{name: "nested name in another case", command: "take_in_charge",
+			body: func(f fixture) string {
+				return strings.Replace(transportWorker(freshTaxCode(t, e.next.Add(1))), `"tax_code"`, `"Tax_Code"`, 1)
+			}, status: 400, code: "unknown_field"},
+		{name: "field given twice", command: "deliver_session",
+			body: func(fixture) string {
+				return `{"service":1,"service":2,"delivered_at":"2010-02-02T09:00:00+01:00","minutes":20}`
+			}, status: 400, code: "malformed_json"},
+		{name: "required boolean left out", command: "take_in_charge",
+			body: func(f fixture) string {
+				return strings.Replace(transportWorker(freshTaxCode(t, e.next.Add(1))), `"disability":true,`, ``, 1)
+			}, status: 400, code: "invalid_field"},
 		{name: "wrong type", command: "deliver_session",
 			body: func(fixture) string {
 				return `{"service":"one","delivered_at":"2010-02-02T09:00:00+01:00","minutes":20}`
