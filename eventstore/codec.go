@@ -73,7 +73,30 @@ func (c *Codec) Encode(ctx context.Context, e workerpath.Event) ([]byte, error) 
 		cp.WorkerSealed = sealed
 		return json.Marshal(&cp)
 	}
+	if t, ok := e.(*workerpath.TraineeshipActivated); ok {
+		if t.WorkerRef == "" {
+			return nil, errors.New("eventstore: a traineeship without its worker's pseudonym cannot seal its host's tax code")
+		}
+		sealed, err := c.sealer.Seal(ctx, t.WorkerRef, []byte(t.HostTaxCode))
+		if err != nil {
+			return nil, fmt.Errorf("eventstore: sealing the host's tax code: %w", err)
+		}
+		cp := *t
+		cp.HostSealed = sealed
+		return json.Marshal(&cp)
+	}
 	return json.Marshal(e)
+}
+
+// HoldsPersonal reports whether an event type carries sealed personal data
+// (the worker's, or a sole trader host's tax code), which Decode opens
+// unless told to skip it.
+func HoldsPersonal(e workerpath.Event) bool {
+	switch e.(type) {
+	case *workerpath.TakenInCharge, *workerpath.TraineeshipActivated:
+		return true
+	}
+	return false
 }
 
 // DecodeOptions choose how much of an event to decode.
@@ -106,6 +129,11 @@ func (c *Codec) Decode(ctx context.Context, eventType string, version int, data 
 	if err := json.Unmarshal(data, e); err != nil {
 		return nil, fmt.Errorf("eventstore: decoding %s: %w", eventType, err)
 	}
+	if t, ok := e.(*workerpath.TraineeshipActivated); ok && !opt.SkipPersonal {
+		if err := c.openHost(ctx, t, data); err != nil {
+			return nil, err
+		}
+	}
 	if t, ok := e.(*workerpath.TakenInCharge); ok && !opt.SkipPersonal {
 		clear, err := c.sealer.Open(ctx, t.WorkerRef, t.WorkerSealed)
 		switch {
@@ -120,6 +148,31 @@ func (c *Codec) Decode(ctx context.Context, eventType string, version int, data 
 		}
 	}
 	return e, nil
+}
+
+// openHost opens a traineeship's host tax code. Events recorded before it
+// was sealed hold it in clear, as host_tax_code.
+func (c *Codec) openHost(ctx context.Context, t *workerpath.TraineeshipActivated, data []byte) error {
+	if t.HostSealed == "" {
+		var legacy struct {
+			HostTaxCode string `json:"host_tax_code"`
+		}
+		if err := json.Unmarshal(data, &legacy); err != nil {
+			return fmt.Errorf("eventstore: decoding TraineeshipActivated: %w", err)
+		}
+		t.HostTaxCode = legacy.HostTaxCode
+		return nil
+	}
+	clear, err := c.sealer.Open(ctx, t.WorkerRef, t.HostSealed)
+	switch {
+	case err != nil && c.isErased != nil && c.isErased(err):
+		t.HostErased = true
+	case err != nil:
+		return &OpenError{Err: err}
+	default:
+		t.HostTaxCode = string(clear)
+	}
+	return nil
 }
 
 // SealPerson seals a worker's personal data, as Encode does for

@@ -121,7 +121,7 @@ func tell(t *testing.T, e *rolesEnv, via commandSender, taxPath, taxComp string)
 // values, versions and sequences, hashes, and the times of recording.
 var ignoredFields = map[string]bool{
 	"id": true, "path_id": true, "session_id": true, "group_id": true, "traineeship_id": true,
-	"worker_ref": true, "worker_sealed": true,
+	"worker_ref": true, "worker_sealed": true, "host_sealed": true,
 	"seq": true, "version": true, "versions": true, "hash": true, "prev_hash": true,
 	"time": true, "recorded_at": true, "erased_at": true,
 }

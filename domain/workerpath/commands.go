@@ -241,7 +241,7 @@ func (p *Path) ActivateTraineeship(ctx Ctx, c ActivateTraineeship) ([]Event, err
 	if p.Traineeships[c.TraineeshipID] {
 		return nil, fault.Rulef(fault.CodeRepeatLimitReached, "traineeship %s was already activated: service 7 needs a new traineeship", c.TraineeshipID).OnField("traineeship_id")
 	}
-	t := &TraineeshipActivated{Meta: ctx.meta(p), TraineeshipID: c.TraineeshipID, HostTaxCode: c.HostTaxCode,
+	t := &TraineeshipActivated{Meta: ctx.meta(p), WorkerRef: p.WorkerRef, TraineeshipID: c.TraineeshipID, HostTaxCode: c.HostTaxCode,
 		StartsOn: c.StartsOn, EndsOn: c.EndsOn, ActivatedAt: c.DeliveredAt.UTC()}
 	s := p.session(ctx, svc, "", c.DeliveredAt, c.Minutes, false)
 	s.SessionID = c.TraineeshipID

@@ -142,13 +142,21 @@ type PactSigned struct {
 }
 
 // TraineeshipActivated records a new traineeship with its host employer.
+// The host's tax code may be a person's (a sole trader's codice fiscale),
+// so it is sealed like the worker's personal data, under the worker's key.
 type TraineeshipActivated struct {
 	Meta
-	TraineeshipID string    `json:"traineeship_id"`
-	HostTaxCode   string    `json:"host_tax_code"`
-	StartsOn      Date      `json:"starts_on"`
-	EndsOn        Date      `json:"ends_on,omitzero"`
-	ActivatedAt   time.Time `json:"activated_at"`
+	// WorkerRef is the worker's pseudonym, whose key seals the host's code.
+	WorkerRef     string `json:"worker_ref"`
+	TraineeshipID string `json:"traineeship_id"`
+	// HostTaxCode is filled in memory only; HostSealed is what is stored.
+	// HostErased: the worker's key is destroyed, and the code with it.
+	HostTaxCode string    `json:"-"`
+	HostErased  bool      `json:"-"`
+	HostSealed  string    `json:"host_sealed"`
+	StartsOn    Date      `json:"starts_on"`
+	EndsOn      Date      `json:"ends_on,omitzero"`
+	ActivatedAt time.Time `json:"activated_at"`
 }
 
 // Verification outcomes.

@@ -24,7 +24,8 @@ const (
 	goldenPath   = "7f3c2a1e-5b8d-4c6f-9a0e-1d2b3c4d5e6f"
 	goldenWorker = "9b1e4c2f7a6d8e0b3c5a7f9e1d2c4b6a"
 	// The sealed worker is opaque to this package; the store seals it.
-	goldenSealed = "v1.cGxhY2Vob2xkZXItY2lwaGVydGV4dC1vZi10aGUtd29ya2Vy"
+	goldenSealed     = "v1.cGxhY2Vob2xkZXItY2lwaGVydGV4dC1vZi10aGUtd29ya2Vy"
+	goldenHostSealed = "v1.cGxhY2Vob2xkZXItY2lwaGVydGV4dC1vZi10aGUtaG9zdA"
 )
 
 func at(s string) time.Time {
@@ -77,8 +78,10 @@ func goldenEvents() map[string]wp.Event {
 		},
 		wp.TypeTraineeshipActivated: &wp.TraineeshipActivated{
 			Meta:          meta("2011-04-01T08:15:00Z"),
+			WorkerRef:     goldenWorker,
 			TraineeshipID: "2c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f",
 			HostTaxCode:   "00743110157",
+			HostSealed:    goldenHostSealed,
 			StartsOn:      wp.MustDate("2011-04-04"),
 			EndsOn:        wp.MustDate("2011-10-03"),
 			ActivatedAt:   at("2011-04-01T08:00:00Z"),

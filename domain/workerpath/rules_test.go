@@ -455,6 +455,10 @@ func fields(e wp.Event) (map[string]string, error) {
 		}
 		m["worker"] = w
 	}
+	if t, ok := e.(*wp.TraineeshipActivated); ok {
+		// The in-memory host code is checked too; the store seals it.
+		m["host_tax_code"] = t.HostTaxCode
+	}
 	out := map[string]string{}
 	var walk func(prefix string, v any)
 	walk = func(prefix string, v any) {

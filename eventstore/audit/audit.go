@@ -75,6 +75,17 @@ func (a *Auditor) History(ctx context.Context, pathID string, opt query.HistoryO
 // render is the event's data as shown to a reader: with personal data
 // opened (or "[erased]") for those allowed, sealed otherwise.
 func render(ev workerpath.Event, personal bool) (json.RawMessage, error) {
+	if t, ok := ev.(*workerpath.TraineeshipActivated); ok && personal {
+		type shown struct {
+			*workerpath.TraineeshipActivated
+			HostTaxCode string `json:"host_tax_code"`
+		}
+		host := t.HostTaxCode
+		if t.HostErased {
+			host = Erased
+		}
+		return json.Marshal(shown{TraineeshipActivated: t, HostTaxCode: host})
+	}
 	t, ok := ev.(*workerpath.TakenInCharge)
 	if !ok || !personal {
 		return json.Marshal(ev)

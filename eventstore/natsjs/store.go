@@ -14,7 +14,6 @@ import (
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/percorso/percorso/domain/command"
-	"github.com/percorso/percorso/domain/workerpath"
 	"github.com/percorso/percorso/eventstore"
 )
 
@@ -131,8 +130,8 @@ func (s *Store) withPersonal(ctx context.Context, cp *cachedPath) (*command.Hist
 		out = &command.History{PathID: hist.PathID, Version: hist.Version, Events: hist.Events, Base: base, BaseCommands: hist.BaseCommands}
 	}
 	for i, r := range hist.Events {
-		t, ok := r.Event.(*workerpath.TakenInCharge)
-		if !ok {
+		t := r.Event
+		if !eventstore.HoldsPersonal(t) {
 			continue
 		}
 		if out == hist || &out.Events[0] == &hist.Events[0] {
@@ -303,7 +302,7 @@ func (s *Store) Append(ctx context.Context, meta command.Meta, writes []command.
 			// The cache keeps personal data sealed, as a load decodes it,
 			// never the caller's clear copy (see withPersonal).
 			cached := ev
-			if _, personal := ev.(*workerpath.TakenInCharge); personal {
+			if eventstore.HoldsPersonal(ev) {
 				if cached, err = s.codec.Decode(ctx, env.Type, env.SchemaVersion, data, eventstore.DecodeOptions{SkipPersonal: true}); err != nil {
 					return nil, err
 				}

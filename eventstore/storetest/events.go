@@ -23,6 +23,10 @@ const (
 // times is caught.
 var base = time.Date(2025, time.March, 10, 9, 30, 0, 123456789, time.UTC)
 
+// HostTaxCode is the traineeship host of the suite's events: a sole
+// trader's codice fiscale, a person's code like the worker's.
+const HostTaxCode = "VRDGPP70M12A944D"
+
 // TaxCode returns a valid, random codice fiscale, so every test has its own
 // worker (and its own data key to erase).
 func TaxCode() string {
@@ -126,8 +130,8 @@ func AllTypes(pathID, workerRef string, who workerpath.Person) []workerpath.Even
 		session,
 		&workerpath.PactSigned{Meta: meta(pathID, at(2)), SignedAt: at(2).Add(-time.Hour),
 			DIDOn: workerpath.MustDate("2025-03-11"), SessionID: session.SessionID},
-		&workerpath.TraineeshipActivated{Meta: meta(pathID, at(3)), TraineeshipID: traineeship,
-			HostTaxCode: "03554430372", StartsOn: workerpath.MustDate("2025-04-01"),
+		&workerpath.TraineeshipActivated{Meta: meta(pathID, at(3)), WorkerRef: workerRef, TraineeshipID: traineeship,
+			HostTaxCode: HostTaxCode, StartsOn: workerpath.MustDate("2025-04-01"),
 			EndsOn: workerpath.MustDate("2025-09-30"), ActivatedAt: at(3).Add(-2 * time.Hour)},
 		&workerpath.NoShowRecorded{Meta: meta(pathID, at(4)), AppointmentAt: at(4).Add(-3 * time.Hour),
 			Justified: false, Kind: workerpath.NoShowSecond, Unjustified: 2, ReportToINPS: true},

@@ -137,7 +137,7 @@ func testRoundTrip(f *fixture) {
 		if !reflect.DeepEqual(got, want) {
 			f.t.Errorf("event %d envelope:\n got %+v\nwant %+v", i, got, want)
 		}
-		for _, clear := range []string{w.who.TaxCode, w.who.GivenName, w.who.FamilyName} {
+		for _, clear := range []string{w.who.TaxCode, w.who.GivenName, w.who.FamilyName, HostTaxCode} {
 			if bytes.Contains(e.Data, []byte(clear)) {
 				f.t.Errorf("event %d (%s): personal data stored in clear", i, e.Type)
 			}
