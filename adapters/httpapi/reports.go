@@ -307,11 +307,24 @@ func (s *Server) compliance(w http.ResponseWriter, r *http.Request, p access.Pri
 	}
 	for i := range rows {
 		totals[rows[i].Kind]++
-		if !p.SeesPersonalData() {
-			rows[i].Justification = nil
-		}
 	}
 	w.Header().Set("Vary", "Accept")
+	if !p.SeesPersonalData() {
+		// Analysts get aggregates only (API.md): the totals by kind, no
+		// row of any path.
+		if wantsCSV(r) {
+			t := table{header: []string{"kind", "sessions"}}
+			for _, k := range query.ExceptionKinds {
+				if n, ok := totals[k]; ok {
+					t.rows = append(t.rows, []string{k, strconv.Itoa(n)})
+				}
+			}
+			writeCSV(w, t)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"rows": []query.ComplianceRow{}, "totals": totals})
+		return
+	}
 	if wantsCSV(r) {
 		t := table{header: []string{"path_id", "office", "service", "delivered_at", "kind", "group_size", "justification"}}
 		for _, c := range rows {
