@@ -66,7 +66,8 @@ func (a *Auditor) History(ctx context.Context, pathID string, opt query.HistoryO
 	if first, ok := decodeOffice(envs[0]); ok {
 		h.Office = first
 	}
-	if opt.AsOf != nil {
+	if opt.AsOf != nil && version != 0 {
+		// Before its first event the path had no state at all.
 		h.State = state(p, version)
 	}
 	return h, nil
