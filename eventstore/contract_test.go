@@ -91,14 +91,14 @@ func TestEventSchemasCoverEveryEventType(t *testing.T) {
 	for _, f := range files {
 		got = append(got, strings.TrimSuffix(filepath.Base(f), ".schema.json"))
 	}
-	want := slices.Clone(workerpath.EventTypes)
+	want := append(slices.Clone(workerpath.EventTypes), eventstore.IndexType)
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("schema files %v, event types %v", got, want)
 	}
 	compileEventSchemas(t)
-	for _, typ := range workerpath.EventTypes {
+	for _, typ := range want {
 		doc := readJSON(t, schemaFile(typ)).(map[string]any)
 		if id, want := doc["$id"], eventstore.DataSchema(typ, eventstore.SchemaVersion); id != want {
 			t.Errorf("%s: $id %v, want %s (what ce-dataschema carries)", typ, id, want)

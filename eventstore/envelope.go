@@ -67,6 +67,30 @@ const (
 )
 
 // DataSchema is the $id of an event type's JSON Schema (docs/events).
+// IndexType is the ce-type of a worker-index entry: not an event of a
+// path, but a CloudEvent like them, so that a CloudEvents SDK reads every
+// message of the stream.
+const IndexType = "WorkerIndexUpdated"
+
+// IndexHeaders are the headers of a worker-index entry of the command
+// commandID: the CloudEvents attributes (ce-subject is the worker's
+// pseudonym), its status, and its message id for deduplication.
+func IndexHeaders(id, workerRef, status, commandID string, at time.Time) map[string]string {
+	return map[string]string{
+		HdrMsgID:       id,
+		HdrSpecVersion: SpecVersion,
+		HdrID:          id,
+		HdrType:        IndexType,
+		HdrSource:      Source,
+		HdrSubject:     workerRef,
+		HdrTime:        at.UTC().Format(time.RFC3339Nano),
+		HdrDataSchema:  DataSchema(IndexType, SchemaVersion),
+		HdrContentType: ContentType,
+		HdrCommandID:   commandID,
+		HdrIndexStatus: status,
+	}
+}
+
 func DataSchema(eventType string, version int) string {
 	return fmt.Sprintf("urn:percorso:events:%s:v%d", eventType, version)
 }

@@ -432,8 +432,11 @@ func (l *benchLoader) append(ctx context.Context, cmd string, writes []benchWrit
 			return err
 		}
 		msg := nats.NewMsg(eventstore.WorkerSubject(lp.tic.WorkerRef))
-		msg.Header[eventstore.HdrIndexStatus] = []string{command.IndexOpen}
-		msg.Header[eventstore.HdrCommandID] = []string{cmd}
+		for k, v := range eventstore.IndexHeaders(command.NameUUID(cmd, "index"), lp.tic.WorkerRef, command.IndexOpen, cmd, lp.tic.RecordedAt) {
+			msg.Header[k] = []string{v}
+		}
+		// Loaded messages carry no message id (see the events above).
+		delete(msg.Header, eventstore.HdrMsgID)
 		msg.Data = data
 		if _, err := l.publish(ctx, msg); err != nil {
 			return err

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -50,7 +51,7 @@ func loadContract(t *testing.T) contract {
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
 	k := contract{data: map[string]*jsonschema.Schema{}, headers: map[string]*jsonschema.Schema{}, declared: map[string]bool{}}
-	for _, typ := range workerpath.EventTypes {
+	for _, typ := range append(slices.Clone(workerpath.EventTypes), eventstore.IndexType) {
 		path, err := filepath.Abs(filepath.Join(docsDir, "events", typ+".schema.json"))
 		if err != nil {
 			t.Fatal(err)
@@ -413,6 +414,22 @@ func TestStreamIsReadableAsCloudEvents(t *testing.T) {
 		t.Errorf("the whole stream has %d messages, the events alone %d: where is the worker index?", len(all), len(events))
 	}
 	for _, msg := range all {
+		// Every message, worker-index entries included, is a CloudEvent
+		// an SDK reads, its data valid against the schema it names.
+		cm := cejs.NewMessage(&nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()})
+		ev, err := binding.ToEvent(ctx, cm)
+		if err != nil {
+			t.Errorf("message on %s: the CloudEvents SDK cannot read it: %v", msg.Subject(), err)
+		} else if err := ev.Validate(); err != nil {
+			t.Errorf("message on %s: not a valid CloudEvent: %v", msg.Subject(), err)
+		} else if ref, index := strings.CutPrefix(msg.Subject(), eventstore.WorkerSubjectRoot); index {
+			if ev.Type() != eventstore.IndexType || ev.Subject() != ref || ev.DataSchema() != eventstore.DataSchema(eventstore.IndexType, eventstore.SchemaVersion) {
+				t.Errorf("index entry on %s: type %s, subject %s, dataschema %s", msg.Subject(), ev.Type(), ev.Subject(), ev.DataSchema())
+			}
+			if err := k.data[eventstore.IndexType].Validate(mustInstance(t, msg.Data())); err != nil {
+				t.Errorf("index entry on %s: data does not validate: %v\n%s", msg.Subject(), err, msg.Data())
+			}
+		}
 		var text strings.Builder
 		text.Write(msg.Data())
 		for name, vs := range msg.Headers() {

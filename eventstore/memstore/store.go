@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/percorso/percorso/domain/command"
 	"github.com/percorso/percorso/eventstore"
@@ -253,11 +254,8 @@ func (s *Store) Append(ctx context.Context, meta command.Meta, writes []command.
 		if err != nil {
 			return nil, err
 		}
-		msgs = append(msgs, pending{subject: eventstore.WorkerSubject(index.WorkerRef), data: b, header: map[string]string{
-			msgIDHeader:               command.NameUUID(meta.CommandID, "index"),
-			eventstore.HdrIndexStatus: index.Status,
-			eventstore.HdrCommandID:   meta.CommandID,
-		}})
+		msgs = append(msgs, pending{subject: eventstore.WorkerSubject(index.WorkerRef), data: b,
+			header: eventstore.IndexHeaders(command.NameUUID(meta.CommandID, "index"), index.WorkerRef, index.Status, meta.CommandID, time.Now())})
 	}
 	if len(msgs) == 0 {
 		return map[string]uint64{}, nil

@@ -386,9 +386,9 @@ func (s *Store) indexMsg(ctx context.Context, meta command.Meta, e *command.Inde
 		return nil, err
 	}
 	msg := nats.NewMsg(eventstore.WorkerSubject(e.WorkerRef))
-	msg.Header.Set(eventstore.HdrMsgID, command.NameUUID(meta.CommandID, "index"))
-	msg.Header.Set(eventstore.HdrIndexStatus, e.Status)
-	msg.Header.Set(eventstore.HdrCommandID, meta.CommandID)
+	for k, v := range eventstore.IndexHeaders(command.NameUUID(meta.CommandID, "index"), e.WorkerRef, e.Status, meta.CommandID, time.Now()) {
+		msg.Header.Set(k, v)
+	}
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(e.Expected, 10))
 	msg.Data = data
 	return msg, nil
