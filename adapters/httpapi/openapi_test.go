@@ -1053,6 +1053,39 @@ func TestOpenAPIDescribesLiveResponses(t *testing.T) {
 	}
 }
 
+// A URL the API has, with a method it does not take, is a 405 naming the
+// methods it takes; a URL it does not have stays a 404.
+func TestMethodNotAllowed(t *testing.T) {
+	h := oasServer(t)
+	id := "7f3c2a1e-5b8d-4c6f-9a0e-1d2b3c4d5e6f"
+	for _, c := range []struct {
+		method, path string
+		status       int
+		allow        string
+	}{
+		{"DELETE", "/v1/paths", 405, "GET, HEAD, POST"},
+		{"PUT", "/v1/paths/" + id, 405, "GET, HEAD"},
+		{"GET", "/v1/paths/" + id + "/sessions", 405, "POST"},
+		{"POST", "/healthz", 405, "GET, HEAD"},
+		{"DELETE", "/v1/nothing", 404, ""},
+		{"GET", "/v1/paths/" + id + "/nothing", 404, ""},
+	} {
+		req := httptest.NewRequest(c.method, c.path, nil)
+		req.Header.Set("Authorization", "Bearer "+oasTokens[access.RoleAdmin])
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var e wire.ErrorBody
+		_ = json.Unmarshal(rec.Body.Bytes(), &e)
+		want := fault.CodeNotFound
+		if c.status == 405 {
+			want = fault.CodeMethodNotAllowed
+		}
+		if rec.Code != c.status || rec.Header().Get("Allow") != c.allow || e.Error.Code != want {
+			t.Errorf("%s %s: %d, Allow %q, code %q; want %d, %q, %q", c.method, c.path, rec.Code, rec.Header().Get("Allow"), e.Error.Code, c.status, c.allow, want)
+		}
+	}
+}
+
 func oasValidateResponse(t *testing.T, s *oasSpec, req *http.Request, resp *http.Response, body []byte) {
 	t.Helper()
 	resp.Body = io.NopCloser(bytes.NewReader(body))

@@ -92,8 +92,28 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /readyz", s.ready)
 	s.mux.HandleFunc("GET /metrics", s.metrics.ServeHTTP)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allowed := s.allowedMethods(r); len(allowed) > 0 {
+			w.Header().Set("Allow", strings.Join(allowed, ", "))
+			s.fail(w, r, fault.New(fault.MethodNotAllowed, fault.CodeMethodNotAllowed, "this route does not take %s; it takes %s", r.Method, strings.Join(allowed, ", ")))
+			return
+		}
 		s.fail(w, r, fault.New(fault.NotFound, fault.CodeNotFound, "no route for this %s request (the URL is not echoed: it may hold a tax code); see /openapi.json", r.Method))
 	})
+}
+
+// allowedMethods lists the methods the routes take at r's URL, none when
+// no route has it: a known URL with another method is a 405, not a 404.
+func (s *Server) allowedMethods(r *http.Request) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		if _, pattern := s.mux.Handler(&http.Request{Method: m, URL: r.URL, Host: r.Host}); pattern != "/" && pattern != "" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // ServeHTTP makes the Server an http.Handler; a panic becomes a logged 500,

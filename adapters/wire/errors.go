@@ -32,6 +32,8 @@ func Status(k fault.Kind) int {
 		return http.StatusServiceUnavailable
 	case fault.TooMany:
 		return http.StatusTooManyRequests
+	case fault.MethodNotAllowed:
+		return http.StatusMethodNotAllowed
 	}
 	return http.StatusInternalServerError
 }

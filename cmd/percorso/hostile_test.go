@@ -612,7 +612,7 @@ func TestNoPersonalDataInLogsOrErrors(t *testing.T) {
 	expect(op, "POST", "/v1/workers/"+p0.tax+"/erasure", "", 403)
 	expect(admin, "POST", "/v1/workers/"+p1.tax+"/erasure", "", 404)
 	expect(admin, "POST", "/v1/workers/"+badCheck+"/erasure", "", 422)
-	expect(admin, "GET", "/v1/workers/"+p0.tax+"/erasure", "", 404)
+	expect(admin, "GET", "/v1/workers/"+p0.tax+"/erasure", "", 405)
 	expect(admin, "GET", "/v1/workers/"+p0.tax, "", 404)
 	expect(admin, "POST", "/v1/workers/"+p0.tax+"/erasure", "", 200)
 	expect(op, "POST", "/v1/paths", p0.body("BO01"), 422) // erased worker

@@ -25,6 +25,7 @@ const (
 	Timeout                     // 504: a bounded wait ran out
 	Unavailable                 // 503: a dependency is down
 	TooMany                     // 429
+	MethodNotAllowed            // 405: the route exists, not with this method
 )
 
 // Codes of API.md, plus the ones users needed since. Append only.
@@ -61,6 +62,7 @@ const (
 	CodeTooManyRequests      = "too_many_requests"
 	CodeInternal             = "internal"
 	CodeConflict             = "conflict"
+	CodeMethodNotAllowed     = "method_not_allowed"
 )
 
 // Error is a failure with a stable code.
