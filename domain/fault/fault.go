@@ -13,19 +13,19 @@ import (
 type Kind int
 
 const (
-	Internal        Kind = iota // a fault of ours: 500, never caused by input
-	Invalid                     // malformed input: 400
-	Rule                        // a rule of the domain refused the command: 422
-	NotFound                    // 404
-	Conflict                    // 409: the thing already exists
-	Precondition                // 412: If-Match did not hold
-	Unauthenticated             // 401
-	Forbidden                   // 403
-	TooLarge                    // 413
-	Timeout                     // 504: a bounded wait ran out
-	Unavailable                 // 503: a dependency is down
-	TooMany                     // 429
-	MethodNotAllowed            // 405: the route exists, not with this method
+	Internal         Kind = iota // a fault of ours: 500, never caused by input
+	Invalid                      // malformed input: 400
+	Rule                         // a rule of the domain refused the command: 422
+	NotFound                     // 404
+	Conflict                     // 409: the thing already exists
+	Precondition                 // 412: If-Match did not hold
+	Unauthenticated              // 401
+	Forbidden                    // 403
+	TooLarge                     // 413
+	Timeout                      // 504: a bounded wait ran out
+	Unavailable                  // 503: a dependency is down
+	TooMany                      // 429
+	MethodNotAllowed             // 405: the route exists, not with this method
 )
 
 // Codes of API.md, plus the ones users needed since. Append only.
