@@ -153,7 +153,11 @@ func Dispatch(ctx context.Context, h *command.Handler, c Call) (command.Result, 
 		act = access.ActErase
 	}
 	if !mayEver(c.Principal, act) {
-		return command.Result{}, &fault.Error{Kind: fault.Forbidden, Code: fault.CodeForbidden, Message: "not allowed: the " + string(c.Principal.Role) + " role runs no commands"}
+		msg := "not allowed: the " + string(c.Principal.Role) + " role runs no commands"
+		if act == access.ActErase {
+			msg = "not allowed: only an admin erases a worker's personal data"
+		}
+		return command.Result{}, &fault.Error{Kind: fault.Forbidden, Code: fault.CodeForbidden, Message: msg}
 	}
 	req := command.Request{Actor: c.Principal.Name, IdempotencyKey: c.IdempotencyKey, IfMatch: c.IfMatch, CorrelationID: c.CorrelationID}
 	auth := func(p *workerpath.Path) error { return authorize(c.Principal, access.ActCommand, p.Office) }
