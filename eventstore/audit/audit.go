@@ -6,6 +6,7 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 
 	"github.com/percorso/percorso/domain/query"
@@ -16,6 +17,14 @@ import (
 // PathReader reads a path's stored events in order.
 type PathReader interface {
 	ReadPath(ctx context.Context, pathID string) ([]*eventstore.Envelope, error)
+}
+
+// PathCounter counts the messages on a path's subject, whatever their
+// back-pointers say. A store that has it lets Verify find a message
+// published past the API whose back-pointer skips real events: the chain
+// it leaves is whole, but shorter than the subject.
+type PathCounter interface {
+	CountPath(ctx context.Context, pathID string) (uint64, error)
 }
 
 // Auditor implements query.Auditor.
@@ -129,6 +138,17 @@ func state(p *workerpath.Path, version uint64) *query.PathState {
 
 // Verify recomputes the path's chain from the stream.
 func (a *Auditor) Verify(ctx context.Context, pathID string) (*query.Verification, error) {
+	// Counted before the chain is read: appends in between only lengthen
+	// the chain, so a chain shorter than the count is never a race.
+	var stored uint64
+	counter, counts := a.store.(PathCounter)
+	if counts {
+		n, err := counter.CountPath(ctx, pathID)
+		if err != nil {
+			return nil, err
+		}
+		stored = n
+	}
 	envs, err := a.store.ReadPath(ctx, pathID)
 	if err != nil {
 		return nil, err
@@ -141,6 +161,13 @@ func (a *Auditor) Verify(ctx context.Context, pathID string) (*query.Verificatio
 	v.Office, _ = decodeOffice(envs[0])
 	for _, p := range r.Problems {
 		v.Problems = append(v.Problems, query.VerifyProblem{Seq: p.Seq, EventID: p.EventID, Reason: p.Reason})
+	}
+	if counts && stored > uint64(len(envs)) {
+		head := envs[len(envs)-1]
+		v.OK = false
+		v.Problems = append(v.Problems, query.VerifyProblem{Seq: head.Seq, EventID: head.ID,
+			Reason: fmt.Sprintf("the path's subject holds %d messages but the chain from its last one links %d: %d were stepped over by a back-pointer, as a message published past the API would (percorso verify --all names them)",
+				stored, len(envs), stored-uint64(len(envs)))})
 	}
 	return v, nil
 }

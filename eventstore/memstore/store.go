@@ -110,6 +110,15 @@ func (s *Store) ReadPath(ctx context.Context, pathID string) ([]*eventstore.Enve
 	return s.chain(pathID)
 }
 
+// CountPath is how many messages the path's subject holds, whatever their
+// back-pointers say (audit.PathCounter).
+func (s *Store) CountPath(ctx context.Context, pathID string) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return uint64(len(s.stream.Messages(eventstore.EventSubject(pathID)))), nil
+}
+
 // chain walks the back-pointers from the path's last event to its first,
 // as natsjs does, so a forged back-pointer misleads both stores alike.
 func (s *Store) chain(pathID string) ([]*eventstore.Envelope, error) {

@@ -152,6 +152,17 @@ func (s *Store) withPersonal(ctx context.Context, cp *cachedPath) (*command.Hist
 	return out, nil
 }
 
+// CountPath is how many messages the path's subject holds, as the server
+// counts them, whatever their back-pointers say (audit.PathCounter).
+func (s *Store) CountPath(ctx context.Context, pathID string) (uint64, error) {
+	subject := eventstore.EventSubject(pathID)
+	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return 0, fmt.Errorf("natsjs: counting path %s: %w", pathID, err)
+	}
+	return info.State.Subjects[subject], nil
+}
+
 // ReadPath returns a path's stored events in order, undecoded, for history
 // and verification. It bypasses the cache.
 func (s *Store) ReadPath(ctx context.Context, pathID string) ([]*eventstore.Envelope, error) {

@@ -13,6 +13,7 @@ import (
 	"github.com/percorso/percorso/domain/command"
 	"github.com/percorso/percorso/domain/workerpath"
 	"github.com/percorso/percorso/eventstore"
+	"github.com/percorso/percorso/eventstore/audit"
 )
 
 // Run runs the conformance suite. newStore is called once per subtest.
@@ -35,6 +36,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Harness) {
 		{"StaleCache", testStaleCache},
 		{"Erasure", testErasure},
 		{"TamperDetected", testTamper},
+		{"SkippingForgeryDetected", testSkippingForgery},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -646,5 +648,42 @@ func testTamper(f *fixture) {
 	}
 	if r.Problems[1].Seq != s2 || !strings.Contains(r.Problems[1].Reason, "previous-hash link") {
 		f.t.Errorf("second problem %+v, want a broken link at %d", r.Problems[1], s2)
+	}
+}
+
+// testSkippingForgery: a well-formed message published past the API whose
+// back-pointer and previous hash name the path's first event steps over
+// every event in between. The chain walked from it is whole and verifies;
+// the path's audit verification still fails, because the subject holds
+// more messages than the chain links.
+func testSkippingForgery(f *fixture) {
+	if f.h.Forge == nil {
+		f.t.Skip("the harness cannot forge messages")
+	}
+	p, _, v := f.open(f.h.Store)
+	f.deliver(f.h.Store, p, v, 2)
+	envs := f.verify(f.h.Store, p, 3)
+	ok, err := audit.New(f.h.Store, nil).Verify(f.ctx, p)
+	if err != nil || !ok.OK {
+		f.t.Fatalf("the untouched path: %+v, %v", ok, err)
+	}
+
+	forged := *envs[2]
+	forged.ID, forged.PrevSeq, forged.PrevInBatch, forged.PrevHash = command.NewUUID(), envs[0].Seq, false, envs[0].Hash
+	forged.Hash = forged.ComputeHash()
+	seq, err := f.h.Forge(f.ctx, &forged)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	chain := f.readPath(f.h.Store, p, 2)
+	if r := eventstore.Verify(p, chain); !r.OK {
+		f.t.Fatalf("the shortened chain does not verify by itself (%+v): the test forges the wrong thing", r.Problems)
+	}
+	got, err := audit.New(f.h.Store, nil).Verify(f.ctx, p)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if got.OK || len(got.Problems) != 1 || got.Problems[0].Seq != seq || !strings.Contains(got.Problems[0].Reason, "stepped over") {
+		f.t.Errorf("verification of a path whose events a forged back-pointer skips: %+v", got)
 	}
 }
