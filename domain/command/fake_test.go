@@ -265,6 +265,8 @@ type fakeIdem struct {
 	mu   sync.Mutex
 	recs map[string]command.Record
 	puts int
+	// putFailures makes the next puts fail, unwritten.
+	putFailures int
 }
 
 func newFakeIdem() *fakeIdem { return &fakeIdem{recs: map[string]command.Record{}} }
@@ -283,6 +285,10 @@ func (f *fakeIdem) Put(_ context.Context, id string, r command.Record) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.puts++
+	if f.putFailures > 0 {
+		f.putFailures--
+		return errDown
+	}
 	f.recs[id] = r
 	return nil
 }

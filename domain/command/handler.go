@@ -140,10 +140,14 @@ func (h *Handler) execute(ctx context.Context, r Request, run attempt) (Result, 
 			fill(&res, versions)
 		}
 		if r.IdempotencyKey != "" {
-			if err := h.idem.Put(ctx, cmdID, Record{Digest: r.Digest, Result: res}); err != nil {
-				// The events are appended; the record is a convenience that a
-				// retry can rebuild from the command id on the path.
-				_ = err
+			// The events are appended whatever happens here. A retry of the
+			// key finds the command by its id on the path while the path
+			// remembers it (snapshots keep the latest command ids only), so
+			// the record is written with a few tries before giving up.
+			for try := 0; try < 3; try++ {
+				if h.idem.Put(ctx, cmdID, Record{Digest: r.Digest, Result: res}) == nil || sleep(ctx, time.Duration(try+1)*20*time.Millisecond) != nil {
+					break
+				}
 			}
 		}
 		return res, nil

@@ -739,6 +739,26 @@ func TestRefusalOnCachedStateIsCheckedFresh(t *testing.T) {
 	wantErr(t, err, fault.CodeVersionMismatch, fault.Precondition)
 }
 
+// The record of a keyed command is written with a few tries: the path
+// remembers only its latest command ids, and a record lost to one failed
+// write would let a late retry of the key apply the command again.
+func TestIdempotencyRecordIsRetried(t *testing.T) {
+	e := newEnv(t)
+	p := e.open(workers[0])
+	e.idem.putFailures = 2
+	first, err := e.h.DeliverSession(e.ctx, keyed("k-retried", "d"), p, nil, session(wp.SvcIndividual))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := e.idem.Get(e.ctx, command.CommandIDFor("mrossi", "k-retried")); rec == nil || rec.Result.Version != first.Version {
+		t.Fatalf("record after two failed writes: %+v, want the command's result", rec)
+	}
+	e.idem.putFailures = 10
+	if _, err := e.h.DeliverSession(e.ctx, keyed("k-lost", "d"), p, nil, session(wp.SvcIndividual)); err != nil {
+		t.Fatalf("a command whose record cannot be written still succeeds: %v", err)
+	}
+}
+
 func TestStoreDown(t *testing.T) {
 	e := newEnv(t)
 	p := e.open(workers[0])
