@@ -95,13 +95,9 @@ func TestOlderProjectorKeepsNewColumnsDefaults(t *testing.T) {
 	if _, err := pool.Exec(ctx, `ALTER TABLE paths ADD COLUMN flagged boolean NOT NULL DEFAULT false`); err != nil {
 		t.Fatal(err)
 	}
-	path := uuid.NewString()
-	at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-	meta := workerpath.Meta{PathID: path, Office: "BO01", Operator: "op", RecordedAt: at}
-	taken := &workerpath.TakenInCharge{Meta: meta, WorkerRef: "w1", Category: "a", TakenAt: at,
-		Worker:  workerpath.Person{TaxCode: "RSSMRA80A01H501U", GivenName: "Mario", FamilyName: "Rossi"},
-		Support: workerpath.Support{Kind: workerpath.SupportCIG, From: workerpath.DateOf(at)}}
-	refusal := &workerpath.RefusalReported{Meta: meta, Kind: workerpath.RefusalConvocation, At: at}
+	taken, meta := testPath()
+	path := meta.PathID
+	refusal := &workerpath.RefusalReported{Meta: meta, Kind: workerpath.RefusalConvocation, At: testAt}
 	items := []Item{testItem(t, 1, taken), testItem(t, 2, refusal)}
 	if err := NewProjector(pool).Apply(ctx, items[:1]); err != nil {
 		t.Fatalf("inserting a path: %v", err)
@@ -125,12 +121,7 @@ func TestOlderProjectorKeepsNewColumnsDefaults(t *testing.T) {
 func TestSetUpFaultsAreNotPoison(t *testing.T) {
 	ctx := context.Background()
 	pool := migrated(t)
-	path := uuid.NewString()
-	at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-	taken := &workerpath.TakenInCharge{Meta: workerpath.Meta{PathID: path, Office: "BO01", Operator: "op", RecordedAt: at},
-		WorkerRef: "w1", Category: "a", TakenAt: at,
-		Worker:  workerpath.Person{TaxCode: "RSSMRA80A01H501U", GivenName: "Mario", FamilyName: "Rossi"},
-		Support: workerpath.Support{Kind: workerpath.SupportCIG, From: workerpath.DateOf(at)}}
+	taken, _ := testPath()
 	items := []Item{testItem(t, 1, taken)}
 	if _, err := pool.Exec(ctx, `ALTER TABLE audit_events RENAME TO audit_events_away`); err != nil {
 		t.Fatal(err)
@@ -155,18 +146,14 @@ func TestSetUpFaultsAreNotPoison(t *testing.T) {
 func TestSessionOutOfRangeIsPoison(t *testing.T) {
 	ctx := context.Background()
 	pool := migrated(t)
-	at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	for i, bad := range []func(*workerpath.SessionDelivered){
 		func(s *workerpath.SessionDelivered) { s.Service = 70000 },
 		func(s *workerpath.SessionDelivered) { s.Service = 0 },
 		func(s *workerpath.SessionDelivered) { s.ActualMinutes = 1 << 40 },
 		func(s *workerpath.SessionDelivered) { s.CreditedMinutes = -1 },
 	} {
-		meta := workerpath.Meta{PathID: uuid.NewString(), Office: "BO01", Operator: "op", RecordedAt: at}
-		taken := &workerpath.TakenInCharge{Meta: meta, WorkerRef: "w1", Category: "a", TakenAt: at,
-			Worker:  workerpath.Person{TaxCode: "RSSMRA80A01H501U", GivenName: "Mario", FamilyName: "Rossi"},
-			Support: workerpath.Support{Kind: workerpath.SupportCIG, From: workerpath.DateOf(at)}}
-		s := &workerpath.SessionDelivered{Meta: meta, Service: 3, DeliveredAt: at, StandardMinutes: 60, CreditedMinutes: 60, ActualMinutes: 60}
+		taken, meta := testPath()
+		s := &workerpath.SessionDelivered{Meta: meta, Service: 3, DeliveredAt: testAt, StandardMinutes: 60, CreditedMinutes: 60, ActualMinutes: 60}
 		bad(s)
 		first := uint64(2*i + 1)
 		err := NewProjector(pool).Apply(ctx, []Item{testItem(t, first, taken), testItem(t, first+1, s)})
@@ -184,6 +171,17 @@ func TestSessionOutOfRangeIsPoison(t *testing.T) {
 	}
 }
 
+// testAt is when the fold tests' events happen and are recorded.
+var testAt = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+
+// testPath is a new path's first event and the meta of its next ones.
+func testPath() (*workerpath.TakenInCharge, workerpath.Meta) {
+	meta := workerpath.Meta{PathID: uuid.NewString(), Office: "BO01", Operator: "op", RecordedAt: testAt}
+	return &workerpath.TakenInCharge{Meta: meta, WorkerRef: "w1", Category: "a", TakenAt: testAt,
+		Worker:  workerpath.Person{TaxCode: "RSSMRA80A01H501U", GivenName: "Mario", FamilyName: "Rossi"},
+		Support: workerpath.Support{Kind: workerpath.SupportCIG, From: workerpath.DateOf(testAt)}}, meta
+}
+
 // testItem is an event as the runner hands it to the projector.
 func testItem(t *testing.T, seq uint64, ev workerpath.Event) Item {
 	t.Helper()
@@ -192,7 +190,7 @@ func testItem(t *testing.T, seq uint64, ev workerpath.Event) Item {
 		t.Fatal(err)
 	}
 	return Item{Env: &eventstore.Envelope{Seq: seq, ID: uuid.NewString(), Type: ev.EventType(), SchemaVersion: 1,
-		PathID: ev.Header().PathID, Time: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), Actor: "op", CommandID: "c",
+		PathID: ev.Header().PathID, Time: testAt, Actor: "op", CommandID: "c",
 		CorrelationID: "c", Hash: "h", Data: data}, Event: ev}
 }
 
@@ -202,23 +200,11 @@ func testItem(t *testing.T, seq uint64, ev workerpath.Event) Item {
 func TestPoisonInBatchKeepsTheEventsBefore(t *testing.T) {
 	ctx := context.Background()
 	pool := migrated(t)
-	path := uuid.NewString()
-	at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-	meta := workerpath.Meta{PathID: path, Office: "BO01", Operator: "op", RecordedAt: at}
-	taken := &workerpath.TakenInCharge{Meta: meta, WorkerRef: "w1", Category: "a", TakenAt: at,
-		Worker:  workerpath.Person{TaxCode: "RSSMRA80A01H501U", GivenName: "Mario", FamilyName: "Rossi"},
-		Support: workerpath.Support{Kind: workerpath.SupportCIG, From: workerpath.DateOf(at)}}
-	refusal := &workerpath.RefusalReported{Meta: meta, Kind: workerpath.RefusalConvocation, At: at}
-	item := func(seq uint64, ev workerpath.Event) Item {
-		data, err := json.Marshal(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return Item{Env: &eventstore.Envelope{Seq: seq, ID: uuid.NewString(), Type: ev.EventType(), SchemaVersion: 1,
-			PathID: path, Time: at, Actor: "op", CommandID: "c", CorrelationID: "c", Hash: "h", PrevHash: "", Data: data}, Event: ev}
-	}
+	taken, meta := testPath()
+	path := meta.PathID
+	refusal := &workerpath.RefusalReported{Meta: meta, Kind: workerpath.RefusalConvocation, At: testAt}
 	p := NewProjector(pool)
-	err := p.Apply(ctx, []Item{item(1, taken), item(2, refusal), item(3, taken), item(4, refusal)})
+	err := p.Apply(ctx, []Item{testItem(t, 1, taken), testItem(t, 2, refusal), testItem(t, 3, taken), testItem(t, 4, refusal)})
 	var poison *PoisonError
 	if !errors.As(err, &poison) || poison.Seq != 3 {
 		t.Fatalf("applying the batch: %v, want event 3 as poison", err)
