@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/percorso/percorso/domain/fault"
 	"github.com/percorso/percorso/domain/workerpath"
@@ -28,6 +29,11 @@ const MaxBody = 1 << 20
 func Decode(body []byte, v any) error {
 	if len(body) > MaxBody {
 		return fault.New(fault.TooLarge, fault.CodeTooLarge, "request body is larger than %d bytes", MaxBody)
+	}
+	if !utf8.Valid(body) {
+		// encoding/json would replace the bytes with U+FFFD: a name
+		// silently altered. JSON is UTF-8 (RFC 8259).
+		return fault.New(fault.Invalid, fault.CodeMalformedJSON, "request body is not valid UTF-8")
 	}
 	if err := checkShape(body, reflect.TypeOf(v)); err != nil {
 		return err

@@ -19,6 +19,7 @@ func TestDecodeRefuses(t *testing.T) {
 		{"string", `"service"`, fault.CodeMalformedJSON, ""},
 		{"truncated", `{"service":1,`, fault.CodeMalformedJSON, ""},
 		{"trailing data", `{"service":1} {}`, fault.CodeMalformedJSON, ""},
+		{"invalid UTF-8", "{\"justification\":\"gruppo\xff\xfe\"}", fault.CodeMalformedJSON, ""},
 		{"unknown field", `{"colour":"red"}`, fault.CodeUnknownField, "colour"},
 		{"name in another case", `{"Service":1}`, fault.CodeUnknownField, "Service"},
 		{"nested unknown field", `{"pact":{"signed_at":"x","x":1}}`, fault.CodeUnknownField, "pact.x"},
