@@ -169,6 +169,8 @@ func TestErrors(t *testing.T) {
 		{"unknown nested field", wire.CmdTakeInCharge, `{"worker": {"tax_code": "x", "nickname": "y"}}`, e.auth(operator), 400, "unknown_field", "worker.nickname"},
 		{"wrong type", wire.CmdDeliverSession, session(map[string]any{"minutes": "fifteen"}), e.auth(operator), 400, "invalid_field", "minutes"},
 		{"path_id missing", wire.CmdDeliverSession, session(map[string]any{"path_id": nil}), e.auth(operator), 400, "invalid_field", "path_id"},
+		{"control character in an Idempotency-Key", wire.CmdDeliverSession, session(nil),
+			hdr{"Authorization": "Bearer " + e.tokens[operator], "Idempotency-Key": "k\x00\xff"}, 400, "invalid_field", "Idempotency-Key"},
 		{"no token", wire.CmdDeliverSession, session(nil), hdr{}, 401, "unauthenticated", ""},
 		{"unknown token", wire.CmdDeliverSession, session(nil), hdr{"Authorization": "Bearer pct_unknown"}, 401, "unauthenticated", ""},
 		{"not a bearer token", wire.CmdDeliverSession, session(nil), hdr{"Authorization": e.tokens[operator]}, 401, "unauthenticated", ""},

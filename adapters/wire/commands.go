@@ -138,8 +138,8 @@ type Call struct {
 
 // Dispatch decodes and runs a command. Every error is a *fault.Error.
 func Dispatch(ctx context.Context, h *command.Handler, c Call) (command.Result, error) {
-	if len(c.IdempotencyKey) > 200 {
-		return command.Result{}, fault.Invalidf("Idempotency-Key", "Idempotency-Key is longer than 200 characters")
+	if len(c.IdempotencyKey) > 200 || strings.ContainsFunc(c.IdempotencyKey, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+		return command.Result{}, fault.Invalidf("Idempotency-Key", "Idempotency-Key must be at most 200 printable ASCII characters")
 	}
 	// The correlation id travels on every event and into the audit tables:
 	// printable ASCII only, bounded.
