@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -84,6 +85,16 @@ type Service struct {
 	mu       sync.RWMutex
 	stopping bool
 	inflight sync.WaitGroup
+
+	// observe, when set, is told every command's outcome ("" for success)
+	// and duration: the HTTP edge's metrics count both transports.
+	observe atomic.Pointer[func(name, code string, d time.Duration)]
+}
+
+// Observe has fn told every command's name, outcome code ("" for success)
+// and duration, from the next command on.
+func (s *Service) Observe(fn func(name, code string, d time.Duration)) {
+	s.observe.Store(&fn)
 }
 
 // New registers the percorso micro service on nc, one endpoint per command.
@@ -227,7 +238,11 @@ func (s *Service) serve(req micro.Request, name string) {
 			s.fail(req, name, fault.Wrap(errors.New("panic"), "internal error"))
 		}
 	}()
+	start := time.Now()
 	res, err := s.run(req, name)
+	if fn := s.observe.Load(); fn != nil {
+		(*fn)(name, fault.CodeOf(err), time.Since(start))
+	}
 	if err != nil {
 		answered = true
 		s.fail(req, name, err)

@@ -181,6 +181,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		api.WithAudit(audit.New(store, codec), pg.NewReadLog(m.pool)).WithProjections(pg.NewAdmin(m.pool))
 		api.WithUI(ui.New(pg.NewReader(m.pool), dir, m.Log, ui.WithAudit(audit.New(store, codec), pg.NewReadLog(m.pool))))
 		h, metrics = api, api.Metrics()
+		m.cmds.Observe(metrics.Command)
 	} else {
 		metrics = httpapi.NewMetrics()
 		h = probes(checks, metrics)

@@ -3,10 +3,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -196,7 +198,34 @@ func eventTypes(evs []map[string]any) []string {
 func TestTransports(t *testing.T) {
 	e := startWithPrincipals(t)
 	t.Run("same_events", func(t *testing.T) { testSameEvents(t, e) })
+	t.Run("metrics_count_both", func(t *testing.T) { testMetricsCountBoth(t, e) })
 	t.Run("same_errors", func(t *testing.T) { testSameErrors(t, e) })
+}
+
+// testMetricsCountBoth: the story was told once over each transport, and
+// /metrics counts the commands of both, not the HTTP ones alone.
+func testMetricsCountBoth(t *testing.T, e *rolesEnv) {
+	resp, err := http.Get(e.m.HTTPURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, c := range []struct {
+		command string
+		atLeast int
+	}{{"take_in_charge", 4}, {"activate_traineeship", 2}, {"erase_worker", 2}} {
+		prefix := fmt.Sprintf("percorso_commands_total{command=%q,outcome=\"ok\"} ", c.command)
+		n := -1
+		for line := range strings.Lines(string(raw)) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), prefix); ok {
+				n, _ = strconv.Atoi(v)
+			}
+		}
+		if n < c.atLeast {
+			t.Errorf("%s counted %d times, want at least %d (HTTP and NATS):\n%s", c.command, n, c.atLeast, raw)
+		}
+	}
 }
 
 func testSameEvents(t *testing.T, e *rolesEnv) {
