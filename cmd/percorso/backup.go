@@ -62,6 +62,11 @@ func backupStreams(ctx context.Context, nc *nats.Conn, dir string) ([]string, er
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
+	// A backup never replaces another: one that fails halfway would
+	// leave neither.
+	if old, err := filepath.Glob(filepath.Join(dir, "*.snapshot")); err != nil || len(old) > 0 {
+		return nil, fmt.Errorf("backup: %s already holds a backup (%d snapshots): give a new directory", dir, len(old))
+	}
 	for _, name := range names {
 		if err := backupStream(ctx, nc, name, dir); err != nil {
 			return nil, fmt.Errorf("backup of stream %s: %w", name, err)
@@ -138,6 +143,22 @@ func restoreStreams(ctx context.Context, nc *nats.Conn, dir string) ([]string, e
 	}
 	if len(metas) == 0 {
 		return nil, fmt.Errorf("restore: no stream backups in %s", dir)
+	}
+	// Every stream is checked absent before any is restored: a restore
+	// never merges, and refusing halfway would leave a part behind.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range metas {
+		name := strings.TrimSuffix(filepath.Base(m), ".json")
+		_, err := js.Stream(ctx, name)
+		switch {
+		case err == nil:
+			return nil, fmt.Errorf("restore: stream %s already exists on this server: a restore never merges, restore into fresh servers", name)
+		case !errors.Is(err, jetstream.ErrStreamNotFound):
+			return nil, fmt.Errorf("restore: checking stream %s: %w", name, err)
+		}
 	}
 	var names []string
 	for _, m := range metas {

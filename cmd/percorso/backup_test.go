@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"io"
 	"log/slog"
 	"net/http"
@@ -69,6 +71,36 @@ func TestBackupRestore(t *testing.T) {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("backup output lacks stream %s: %s", s, out.String())
 		}
+	}
+
+	if err := runBackup(context.Background(), []string{"--nats-url", m.NATSURL(), "--dir", dir}, io.Discard, io.Discard); err == nil {
+		t.Error("a second backup into the same directory must be refused, not replace the first")
+	}
+
+	// A server that holds one of the streams already: refused before
+	// anything is restored, so nothing is left behind.
+	partial := natstest.Server(t, "")
+	pnc, err := nats.Connect(partial.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pnc.Close()
+	pjs, err := jetstream.New(pnc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pjs.CreateStream(context.Background(), jetstream.StreamConfig{Name: "PERCORSO", Subjects: []string{"other.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := runRestore(context.Background(), []string{"--nats-url", partial.ClientURL(), "--dir", dir}, io.Discard, io.Discard); err == nil {
+		t.Error("restoring where a stream exists must fail")
+	}
+	var left []string
+	for n := range pjs.StreamNames(context.Background()).Name() {
+		left = append(left, n)
+	}
+	if len(left) != 1 {
+		t.Errorf("a refused restore left streams %v, want PERCORSO alone", left)
 	}
 
 	fresh := natstest.Server(t, "")
