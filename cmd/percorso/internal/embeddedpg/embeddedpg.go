@@ -19,10 +19,15 @@
 //	port           the TCP port chosen at first start
 //	percorso.lock  held while a percorso process owns the server
 //	.s.PGSQL.*     unix socket, when the path fits
+//
+// and <dataDir>/postgres.password, the superuser's password (0600, percorso's
+// own), since any local user can reach a loopback port.
 package embeddedpg
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,9 +47,9 @@ import (
 )
 
 const (
-	// superuser is created by initdb; connections need no password because
-	// the cluster uses trust authentication, which is safe only because the
-	// server listens on loopback and its socket sits in a 0700 directory.
+	// superuser is created by initdb, with a random password kept in the
+	// data directory: the server listens on loopback, which every local
+	// user can reach, so it trusts nobody (scram-sha-256).
 	superuser = "percorso"
 	database  = "percorso"
 
@@ -70,12 +75,14 @@ log_min_error_statement = panic
 
 // Server is a running embedded PostgreSQL owned by this process.
 type Server struct {
-	dir    string // <dataDir>/postgres
-	pgdata string
-	port   int
-	bins   binaries
-	who    runAs
-	lock   *os.File
+	dir      string // <dataDir>/postgres
+	pgdata   string
+	pwFile   string // <dataDir>/postgres.password
+	password string
+	port     int
+	bins     binaries
+	who      runAs
+	lock     *os.File
 
 	mu      sync.Mutex
 	stopped bool
@@ -94,7 +101,7 @@ func Start(ctx context.Context, dataDir string, log *slog.Logger) (*Server, erro
 	if err != nil {
 		return nil, fmt.Errorf("embedded postgres: %w", err)
 	}
-	s := &Server{dir: filepath.Join(dataDir, "postgres")}
+	s := &Server{dir: filepath.Join(dataDir, "postgres"), pwFile: filepath.Join(dataDir, "postgres.password")}
 	s.pgdata = filepath.Join(s.dir, "data")
 
 	existing := readPGVersion(s.pgdata)
@@ -162,6 +169,12 @@ func (s *Server) start(ctx context.Context, existing string, log *slog.Logger) e
 			return err
 		}
 	}
+	if err := s.lockDown(ctx); err != nil {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = s.run(stopCtx, s.bins.pgCtl, "stop", "-D", s.pgdata, "-m", "fast", "-w")
+		return err
+	}
 	if err := s.createDatabase(ctx); err != nil {
 		// Do not leave a server behind that the caller cannot stop.
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -173,12 +186,12 @@ func (s *Server) start(ctx context.Context, existing string, log *slog.Logger) e
 	return nil
 }
 
-// URL is a pgx connection URL for the percorso database. It carries no
-// password: the server trusts loopback connections.
+// URL is a pgx connection URL for the percorso database, with the
+// superuser's password: keep it out of logs.
 func (s *Server) URL() string {
 	u := url.URL{
 		Scheme:   "postgres",
-		User:     url.User(superuser),
+		User:     url.UserPassword(superuser, s.password),
 		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)),
 		Path:     "/" + database,
 		RawQuery: "sslmode=disable",
@@ -237,10 +250,24 @@ func (s *Server) initdb(ctx context.Context) error {
 	if err := os.RemoveAll(building); err != nil {
 		return err
 	}
-	// Trust authentication: see superuser. The C locale keeps sorting and
-	// indexes identical on every machine and immune to glibc collation
+	// Password authentication: see superuser. The C locale keeps sorting
+	// and indexes identical on every machine and immune to glibc collation
 	// changes.
-	if err := s.run(ctx, s.bins.initdb, "-D", building, "-A", "trust", "-U", superuser, "--encoding=UTF8", "--locale=C"); err != nil {
+	pw, err := s.ensurePassword()
+	if err != nil {
+		return err
+	}
+	pwfile := filepath.Join(s.dir, "initdb.password")
+	if err := os.WriteFile(pwfile, []byte(pw+"\n"), 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(pwfile)
+	if s.who.cred != nil {
+		if err := os.Chown(pwfile, int(s.who.cred.Uid), int(s.who.cred.Gid)); err != nil {
+			return err
+		}
+	}
+	if err := s.run(ctx, s.bins.initdb, "-D", building, "-A", "scram-sha-256", "--pwfile", pwfile, "-U", superuser, "--encoding=UTF8", "--locale=C"); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(filepath.Join(building, "postgresql.conf"), os.O_WRONLY|os.O_APPEND, 0)
@@ -303,7 +330,7 @@ func (s *Server) running(ctx context.Context) (bool, error) {
 func (s *Server) createDatabase(ctx context.Context) error {
 	admin := url.URL{
 		Scheme:   "postgres",
-		User:     url.User(superuser),
+		User:     url.UserPassword(superuser, s.password),
 		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)),
 		Path:     "/postgres",
 		RawQuery: "sslmode=disable",
@@ -423,6 +450,95 @@ func RunningURL(dataDir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("embedded PostgreSQL port file: %w", err)
 	}
-	s := &Server{port: port}
+	pw, err := os.ReadFile(filepath.Join(dataDir, "postgres.password"))
+	if err != nil {
+		return "", fmt.Errorf("embedded PostgreSQL password: %w", err)
+	}
+	s := &Server{port: port, password: strings.TrimSpace(string(pw))}
 	return s.URL(), nil
+}
+
+// ensurePassword returns the superuser's password, creating it (random, in
+// a 0600 file of the data directory) the first time.
+func (s *Server) ensurePassword() (string, error) {
+	if b, err := os.ReadFile(s.pwFile); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		s.password = strings.TrimSpace(string(b))
+		return s.password, nil
+	} else if err != nil && !os.IsNotExist(err) {
+		return "", err
+	}
+	buf := make([]byte, 24)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	pw := hex.EncodeToString(buf)
+	tmp := s.pwFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(pw+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, s.pwFile); err != nil {
+		return "", err
+	}
+	s.password = pw
+	return pw, nil
+}
+
+// lockDown makes sure the running server asks for the password: the
+// superuser has it, and pg_hba.conf trusts nobody. Clusters created by
+// earlier releases trusted loopback connections; they are brought in line
+// at their next start (every step is idempotent, so an interrupted one is
+// finished by the start after).
+func (s *Server) lockDown(ctx context.Context) error {
+	pw, err := s.ensurePassword()
+	if err != nil {
+		return fmt.Errorf("password: %w", err)
+	}
+	hbaPath := filepath.Join(s.pgdata, "pg_hba.conf")
+	hba, err := os.ReadFile(hbaPath)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(string(hba), "\n")
+	trusting := false
+	for i, l := range lines {
+		f := strings.Fields(l)
+		if len(f) > 0 && !strings.HasPrefix(f[0], "#") && f[len(f)-1] == "trust" {
+			lines[i] = strings.TrimSuffix(strings.TrimRight(l, " \t"), "trust") + "scram-sha-256"
+			trusting = true
+		}
+	}
+	if !trusting {
+		return nil
+	}
+	admin := url.URL{Scheme: "postgres", User: url.UserPassword(superuser, pw),
+		Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)), Path: "/postgres", RawQuery: "sslmode=disable"}
+	conn, err := pgx.Connect(ctx, admin.String())
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	// The password is hex: safe to quote as a literal (ALTER ROLE takes no
+	// parameters).
+	if _, err := conn.Exec(ctx, "ALTER ROLE "+pgx.Identifier{superuser}.Sanitize()+" PASSWORD '"+pw+"'"); err != nil {
+		return fmt.Errorf("set the superuser's password: %w", err)
+	}
+	f, err := os.OpenFile(hbaPath, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(strings.Join(lines, "\n")); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		return fmt.Errorf("reload pg_hba.conf: %w", err)
+	}
+	return nil
 }

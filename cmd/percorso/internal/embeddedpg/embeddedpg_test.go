@@ -3,6 +3,7 @@ package embeddedpg
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
@@ -49,7 +50,7 @@ func connect(t *testing.T, s *Server) *pgx.Conn {
 	t.Helper()
 	conn, err := pgx.Connect(t.Context(), s.URL())
 	if err != nil {
-		t.Fatalf("connect to %s: %v", s.URL(), err)
+		t.Fatalf("connect: %v", err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
@@ -91,8 +92,26 @@ func TestStartServesLoopbackOnly(t *testing.T) {
 	if u.Hostname() != "127.0.0.1" || u.Path != "/percorso" || u.User.Username() != "percorso" {
 		t.Errorf("URL = %s, want percorso@127.0.0.1/percorso", s.URL())
 	}
-	if _, hasPassword := u.User.Password(); hasPassword {
-		t.Errorf("URL %s carries a password", s.URL())
+	// Any local user reaches a loopback port: without the password,
+	// nobody gets in, whichever user name they try.
+	pw, hasPassword := u.User.Password()
+	if !hasPassword || len(pw) < 32 {
+		t.Errorf("URL carries no strong password")
+	}
+	for _, user := range []string{"percorso", "postgres"} {
+		bare := fmt.Sprintf("postgres://%s@127.0.0.1:%d/percorso?sslmode=disable", user, portOf(t, s))
+		if c, err := pgx.Connect(t.Context(), bare); err == nil {
+			c.Close(t.Context())
+			t.Errorf("%s connected without a password", user)
+		}
+		wrong := fmt.Sprintf("postgres://%s:guess@127.0.0.1:%d/percorso?sslmode=disable", user, portOf(t, s))
+		if c, err := pgx.Connect(t.Context(), wrong); err == nil {
+			c.Close(t.Context())
+			t.Errorf("%s connected with a wrong password", user)
+		}
+	}
+	if st, err := os.Stat(filepath.Join(dataDir, "postgres.password")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("password file: %v, %v; want mode 0600", st, err)
 	}
 	if portOf(t, s) == systemPort {
 		t.Errorf("embedded server took the system port %d", systemPort)
@@ -126,6 +145,54 @@ func TestStartServesLoopbackOnly(t *testing.T) {
 		}
 		if uid := fi.Sys().(*syscall.Stat_t).Uid; uid == 0 {
 			t.Errorf("running as root, the cluster is owned by root; want an unprivileged user")
+		}
+	}
+}
+
+// TestTrustingClusterLockedDown: a cluster an earlier release created
+// trusted every loopback connection and kept no password. Its next start
+// gives the superuser a password and makes pg_hba.conf ask for it.
+func TestTrustingClusterLockedDown(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	s := startServer(t, dataDir)
+	conn := connect(t, s)
+	if _, err := conn.Exec(t.Context(), "CREATE TABLE kept (n int); INSERT INTO kept VALUES (7)"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(t.Context())
+	stopServer(t, s)
+
+	hbaPath := filepath.Join(dataDir, "postgres", "data", "pg_hba.conf")
+	hba, err := os.ReadFile(hbaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusting := strings.ReplaceAll(string(hba), "scram-sha-256", "trust")
+	if trusting == string(hba) {
+		t.Fatal("pg_hba.conf names no scram-sha-256 method to turn back into trust")
+	}
+	if err := os.WriteFile(hbaPath, []byte(trusting), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dataDir, "postgres.password")); err != nil {
+		t.Fatal(err)
+	}
+
+	s = startServer(t, dataDir)
+	var n int
+	if err := connect(t, s).QueryRow(t.Context(), "SELECT n FROM kept").Scan(&n); err != nil || n != 7 {
+		t.Fatalf("data after the lock-down: %d, %v", n, err)
+	}
+	bare := fmt.Sprintf("postgres://percorso@127.0.0.1:%d/percorso?sslmode=disable", portOf(t, s))
+	if c, err := pgx.Connect(t.Context(), bare); err == nil {
+		c.Close(t.Context())
+		t.Error("the once-trusting cluster still lets a connection in without a password")
+	}
+	hba, _ = os.ReadFile(hbaPath)
+	for line := range strings.Lines(string(hba)) {
+		if f := strings.Fields(line); len(f) > 0 && !strings.HasPrefix(f[0], "#") && f[len(f)-1] == "trust" {
+			t.Errorf("pg_hba.conf still trusts: %s", line)
 		}
 	}
 }
