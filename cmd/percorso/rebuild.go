@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -52,7 +53,7 @@ func runRebuild(ctx context.Context, args []string, out, errw io.Writer) error {
 		return err
 	}
 	start := time.Now()
-	bar := newProgressBar(out, "rebuild")
+	bar := newProgressBar(errw, "rebuild")
 	log := slog.New(slog.NewTextHandler(errw, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	counts, err := projections.Rebuild(ctx, t.js, t.codec, live, url, log, bar.update)
 	bar.finish()
@@ -60,6 +61,10 @@ func runRebuild(ctx context.Context, args []string, out, errw io.Writer) error {
 		return fmt.Errorf("rebuild: %w (the live read models are unchanged)", err)
 	}
 	d := time.Since(start)
+	if f.json {
+		return json.NewEncoder(out).Encode(map[string]any{"events": counts.Events, "paths": counts.Paths, "sessions": counts.Sessions,
+			"checkpoint": counts.Checkpoint, "seconds": d.Seconds(), "events_per_second": float64(counts.Events) / d.Seconds()})
+	}
 	fmt.Fprintf(out, "rebuilt and switched: %d events, %d paths, %d sessions, up to sequence %d, in %s (%.0f events/s)\n",
 		counts.Events, counts.Paths, counts.Sessions, counts.Checkpoint, d.Round(time.Millisecond), float64(counts.Events)/d.Seconds())
 	return nil

@@ -358,6 +358,9 @@ func runErase(ctx context.Context, args []string, out, errw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if f.json {
+		return json.NewEncoder(out).Encode(map[string]any{"erased": true, "versions": res.Versions})
+	}
 	fmt.Fprintf(out, "erased: personal data of the worker on %d path(s) can no longer be read\n", len(res.Versions))
 	return nil
 }

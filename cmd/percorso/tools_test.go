@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -106,8 +107,13 @@ func TestCLIHistoryVerifyForgery(t *testing.T) {
 	}
 
 	// Erasure from the CLI: the history then shows [erased].
-	if out, err := cli(t, m, "erase", tax); err != nil || !strings.Contains(out, "1 path") {
-		t.Fatalf("erase: %v\n%s", err, out)
+	out, err = cli(t, m, "erase", "--json", tax)
+	var erased struct {
+		Erased   bool              `json:"erased"`
+		Versions map[string]uint64 `json:"versions"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &erased) != nil || !erased.Erased || len(erased.Versions) != 1 || erased.Versions[ids[0]] == 0 {
+		t.Fatalf("erase --json: %v\n%s", err, out)
 	}
 	out, _ = cli(t, m, "history", "--json", ids[0])
 	if strings.Contains(out, tax) || !strings.Contains(out, "[erased]") {
