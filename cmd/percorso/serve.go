@@ -229,6 +229,10 @@ func (m *Main) projectorReady(context.Context) error {
 
 // probes is the HTTP surface of a projector-only instance: liveness,
 // readiness and metrics, with the same answers as the API's.
+// maxPayload is the NATS messages' size limit percorso's servers are
+// given: a 1 MiB body and room for its headers.
+const maxPayload = 2 << 20
+
 func probes(checks []httpapi.Check, metrics *httpapi.Metrics) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -313,6 +317,10 @@ func (m *Main) startNATS(ctx context.Context) error {
 			// One node: every write is fsynced before it is acknowledged, so
 			// a power loss cannot take an acknowledged event.
 			SyncAlways: true,
+			// A command body may be 1 MiB (API.md) plus its headers; past
+			// that percorso answers 413, as over HTTP, instead of the
+			// client failing before sending.
+			MaxPayload: maxPayload,
 		}
 		switch cfg.NATSListen {
 		case "off":

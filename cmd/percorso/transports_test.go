@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/percorso/percorso/adapters/wire"
 )
 
 // The two command edges, HTTP and NATS, share one dispatcher; these tests
@@ -199,7 +205,24 @@ func TestTransports(t *testing.T) {
 	e := startWithPrincipals(t)
 	t.Run("same_events", func(t *testing.T) { testSameEvents(t, e) })
 	t.Run("metrics_count_both", func(t *testing.T) { testMetricsCountBoth(t, e) })
+	t.Run("too_large_over_nats", func(t *testing.T) { testTooLargeOverNATS(t, e) })
 	t.Run("same_errors", func(t *testing.T) { testSameErrors(t, e) })
+}
+
+// testTooLargeOverNATS: the embedded NATS lets a body past API.md's 1 MiB
+// through, so percorso answers 413 as over HTTP, rather than the client
+// failing before sending.
+func testTooLargeOverNATS(t *testing.T, e *rolesEnv) {
+	msg := nats.NewMsg("percorso.cmd.deliver_session")
+	msg.Header.Set("Authorization", "Bearer "+e.tokens["operator"])
+	msg.Data = bytes.Repeat([]byte(" "), wire.MaxBody+1)
+	reply, err := e.nc.RequestMsg(msg, 10*time.Second)
+	if err != nil {
+		t.Fatalf("a body of %d bytes over NATS: %v", len(msg.Data), err)
+	}
+	if got := reply.Header.Get("Nats-Service-Error-Code"); got != "413" {
+		t.Errorf("a body of %d bytes over NATS: status %q, want 413: %s", len(msg.Data), got, reply.Data)
+	}
 }
 
 // testMetricsCountBoth: the story was told once over each transport, and
