@@ -21,7 +21,9 @@ func main() {
 		os.Exit(1)
 	}
 	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(2)
+		// Help was asked for and printed: not a failure (as flag's own
+		// ExitOnError, and `percorso --help`).
+		os.Exit(0)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "percorso:", err)
