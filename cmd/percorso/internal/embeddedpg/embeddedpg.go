@@ -188,12 +188,15 @@ func (s *Server) start(ctx context.Context, existing string, log *slog.Logger) e
 
 // URL is a pgx connection URL for the percorso database, with the
 // superuser's password: keep it out of logs.
-func (s *Server) URL() string {
+func (s *Server) URL() string { return s.urlOf(database) }
+
+// urlOf is the superuser's URL of one database of the server.
+func (s *Server) urlOf(db string) string {
 	u := url.URL{
 		Scheme:   "postgres",
 		User:     url.UserPassword(superuser, s.password),
 		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)),
-		Path:     "/" + database,
+		Path:     "/" + db,
 		RawQuery: "sslmode=disable",
 	}
 	return u.String()
@@ -270,11 +273,23 @@ func (s *Server) initdb(ctx context.Context) error {
 	if err := s.run(ctx, s.bins.initdb, "-D", building, "-A", "scram-sha-256", "--pwfile", pwfile, "-U", superuser, "--encoding=UTF8", "--locale=C"); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(building, "postgresql.conf"), os.O_WRONLY|os.O_APPEND, 0)
+	if err := writeSynced(filepath.Join(building, "postgresql.conf"), os.O_APPEND, settings); err != nil {
+		return err
+	}
+	if err := os.Rename(building, s.pgdata); err != nil {
+		return err
+	}
+	return syncDir(s.dir)
+}
+
+// writeSynced writes text to an existing file (flag: os.O_APPEND or
+// os.O_TRUNC), keeping its owner and mode, and syncs it.
+func writeSynced(path string, flag int, text string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|flag, 0)
 	if err != nil {
 		return err
 	}
-	if _, err := f.WriteString(settings); err != nil {
+	if _, err := f.WriteString(text); err != nil {
 		f.Close()
 		return err
 	}
@@ -282,13 +297,7 @@ func (s *Server) initdb(ctx context.Context) error {
 		f.Close()
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(building, s.pgdata); err != nil {
-		return err
-	}
-	return syncDir(s.dir)
+	return f.Close()
 }
 
 func syncDir(dir string) error {
@@ -328,14 +337,7 @@ func (s *Server) running(ctx context.Context) (bool, error) {
 }
 
 func (s *Server) createDatabase(ctx context.Context) error {
-	admin := url.URL{
-		Scheme:   "postgres",
-		User:     url.UserPassword(superuser, s.password),
-		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)),
-		Path:     "/postgres",
-		RawQuery: "sslmode=disable",
-	}
-	conn, err := pgx.Connect(ctx, admin.String())
+	conn, err := pgx.Connect(ctx, s.urlOf("postgres"))
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
@@ -510,9 +512,7 @@ func (s *Server) lockDown(ctx context.Context) error {
 	if !trusting {
 		return nil
 	}
-	admin := url.URL{Scheme: "postgres", User: url.UserPassword(superuser, pw),
-		Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)), Path: "/postgres", RawQuery: "sslmode=disable"}
-	conn, err := pgx.Connect(ctx, admin.String())
+	conn, err := pgx.Connect(ctx, s.urlOf("postgres"))
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
@@ -522,19 +522,7 @@ func (s *Server) lockDown(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "ALTER ROLE "+pgx.Identifier{superuser}.Sanitize()+" PASSWORD '"+pw+"'"); err != nil {
 		return fmt.Errorf("set the superuser's password: %w", err)
 	}
-	f, err := os.OpenFile(hbaPath, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString(strings.Join(lines, "\n")); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := writeSynced(hbaPath, os.O_TRUNC, strings.Join(lines, "\n")); err != nil {
 		return err
 	}
 	if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
