@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -59,7 +60,12 @@ func envOr(name, def string) string {
 	return def
 }
 
-func openTools(ctx context.Context, f toolFlags) (*tools, error) {
+func openTools(ctx context.Context, f toolFlags) (*tools, error) { return openToolsKeyed(ctx, f, true) }
+
+// openToolsKeyed opens the tools; without needKey a missing master key is
+// no error: the tools then read the stream's envelopes and hash chains,
+// never personal data (t.sealer is nil).
+func openToolsKeyed(ctx context.Context, f toolFlags, needKey bool) (*tools, error) {
 	nc, err := nats.Connect(f.natsURL, nats.Name("percorso-cli"), nats.Timeout(5*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", f.natsURL, err)
@@ -78,6 +84,11 @@ func openTools(ctx context.Context, f toolFlags) (*tools, error) {
 		master, err = privacy.MasterKeyFromEnv(v)
 	} else {
 		master, err = privacy.LoadMasterKey(filepath.Join(f.dataDir, "master.key"))
+	}
+	if err != nil && !needKey && os.Getenv("PERCORSO_MASTER_KEY") == "" && errors.Is(err, fs.ErrNotExist) {
+		t.codec = eventstore.NewCodec(nil, nil)
+		t.store = natsjs.New(t.js, t.stream, t.codec, natsjs.WithCacheSize(0))
+		return t, nil
 	}
 	if err != nil {
 		t.close()
@@ -107,6 +118,9 @@ func (t *tools) pathsOf(ctx context.Context, arg string) ([]string, error) {
 	code := taxcode.Normalize(arg)
 	if taxcode.CheckPerson(code) != nil {
 		return nil, errors.New("the argument is neither a path id nor a valid tax code")
+	}
+	if t.sealer == nil {
+		return nil, errors.New("a tax code needs the master key (PERCORSO_MASTER_KEY, or --data-dir holding master.key) to find the worker's paths; a path id does not")
 	}
 	wi, err := t.store.Worker(ctx, t.sealer.Pseudonym(code))
 	if err != nil {
@@ -216,7 +230,8 @@ func runVerify(ctx context.Context, args []string, out, errw io.Writer) error {
 		fs.Usage()
 		return errors.New("give --all or one path id or tax code")
 	}
-	t, err := openTools(ctx, f)
+	// Hash chains need no key: an auditor without it verifies by path id.
+	t, err := openToolsKeyed(ctx, f, false)
 	if err != nil {
 		return err
 	}

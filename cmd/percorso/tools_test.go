@@ -106,6 +106,27 @@ func TestCLIHistoryVerifyForgery(t *testing.T) {
 		t.Errorf("verify of the forged path: %v\n%s", err, out)
 	}
 
+	// Hash chains need no key: from a directory without master.key a path
+	// id and --all verify; a tax code is refused with the reason.
+	keyless := func(args ...string) (string, error) {
+		var out, errw bytes.Buffer
+		full := append([]string{args[0], "--nats-url", m.NATSURL(), "--data-dir", t.TempDir()}, args[1:]...)
+		err := run(context.Background(), full, &out, &errw)
+		return out.String() + errw.String(), err
+	}
+	if out, err := keyless("verify", ids[0]); err != nil || !strings.Contains(out, "OK") {
+		t.Errorf("verify by path id without the master key: %v\n%s", err, out)
+	}
+	if out, err := keyless("verify", "--all"); !errors.Is(err, errFound) || !strings.Contains(out, ids[1]) {
+		t.Errorf("verify --all without the master key must still name the forged path: %v\n%s", err, out)
+	}
+	if _, err := keyless("verify", tax); err == nil || !strings.Contains(err.Error(), "master key") {
+		t.Errorf("verify by tax code without the master key: %v, want the key asked for", err)
+	}
+	if _, err := keyless("history", ids[0]); err == nil || !strings.Contains(err.Error(), "master key") {
+		t.Errorf("history without the master key: %v, want the key asked for", err)
+	}
+
 	// Erasure from the CLI: the history then shows [erased].
 	out, err = cli(t, m, "erase", "--json", tax)
 	var erased struct {
