@@ -62,6 +62,9 @@ const (
 	// flushTimeout bounds the round trip that makes the server see the
 	// endpoints' subscriptions (and their removal).
 	flushTimeout = 2 * time.Second
+	// maxHeaderBytes bounds a request's headers, as the HTTP server's
+	// MaxHeaderBytes does (64 KiB).
+	maxHeaderBytes = 64 << 10
 	// authFailuresPerMinute is the HTTP edge's budget too.
 	authFailuresPerMinute = 30
 )
@@ -268,6 +271,15 @@ func (s *Service) run(req micro.Request, name string) (command.Result, error) {
 	p, err := s.principal(header(h, "Authorization"))
 	if err != nil {
 		return command.Result{}, err
+	}
+	size := 0
+	for k, vs := range h {
+		for _, v := range vs {
+			size += len(k) + len(v)
+		}
+	}
+	if size > maxHeaderBytes {
+		return command.Result{}, fault.New(fault.TooLarge, fault.CodeTooLarge, "request headers are larger than %d bytes", maxHeaderBytes)
 	}
 	body := req.Data()
 	if len(body) > wire.MaxBody {

@@ -171,6 +171,8 @@ func TestErrors(t *testing.T) {
 		{"path_id missing", wire.CmdDeliverSession, session(map[string]any{"path_id": nil}), e.auth(operator), 400, "invalid_field", "path_id"},
 		{"control character in an Idempotency-Key", wire.CmdDeliverSession, session(nil),
 			hdr{"Authorization": "Bearer " + e.tokens[operator], "Idempotency-Key": "k\x00\xff"}, 400, "invalid_field", "Idempotency-Key"},
+		{"headers over 64 KiB", wire.CmdDeliverSession, session(nil),
+			hdr{"Authorization": "Bearer " + e.tokens[operator], "X-Padding": strings.Repeat("x", 65<<10)}, 413, "request_too_large", ""},
 		{"no token", wire.CmdDeliverSession, session(nil), hdr{}, 401, "unauthenticated", ""},
 		{"unknown token", wire.CmdDeliverSession, session(nil), hdr{"Authorization": "Bearer pct_unknown"}, 401, "unauthenticated", ""},
 		{"not a bearer token", wire.CmdDeliverSession, session(nil), hdr{"Authorization": e.tokens[operator]}, 401, "unauthenticated", ""},
