@@ -299,14 +299,13 @@ func (s *Server) compliance(w http.ResponseWriter, r *http.Request, p access.Pri
 		s.fail(w, r, unavailable(err))
 		return
 	}
-	totals := map[string]int{}
+	// Analysts' totals of fewer than five workers are blanked, as their
+	// other reports' cells are.
+	totals := map[string]*int{}
 	for _, k := range query.ExceptionKinds {
 		if len(f.Kinds) == 0 || slices.Contains(f.Kinds, k) {
-			totals[k] = 0
+			totals[k] = query.ComplianceCount(rows, p.SuppressSmallCells(), func(r *query.ComplianceRow) bool { return r.Kind == k })
 		}
-	}
-	for i := range rows {
-		totals[rows[i].Kind]++
 	}
 	w.Header().Set("Vary", "Accept")
 	if !p.SeesPersonalData() {
@@ -316,7 +315,7 @@ func (s *Server) compliance(w http.ResponseWriter, r *http.Request, p access.Pri
 			t := table{header: []string{"kind", "sessions"}}
 			for _, k := range query.ExceptionKinds {
 				if n, ok := totals[k]; ok {
-					t.rows = append(t.rows, []string{k, strconv.Itoa(n)})
+					t.rows = append(t.rows, []string{k, intCell(n)})
 				}
 			}
 			writeCSV(w, t)

@@ -61,16 +61,15 @@ func (h *Handler) compliance(q *req) (*result, error) {
 	if len(f.Kinds) > 0 {
 		kinds = f.Kinds
 	}
-	totals := map[string]int{}
-	byOffice := map[string]map[string]int{}
+	// Analysts' cells of fewer than five workers are blanked, as in the
+	// API's compliance totals.
+	suppress := p.SuppressSmallCells()
+	count := func(keep func(*query.ComplianceRow) bool) *int { return query.ComplianceCount(rows, suppress, keep) }
 	var offices []string
 	for _, r := range rows {
-		totals[r.Kind]++
-		if byOffice[r.Office] == nil {
-			byOffice[r.Office] = map[string]int{}
+		if !slices.Contains(offices, r.Office) {
 			offices = append(offices, r.Office)
 		}
-		byOffice[r.Office][r.Kind]++
 	}
 	slices.Sort(offices)
 	csv := func(id string) string { return csvHref(q.r, prefix+"compliance.csv", id) }
@@ -82,8 +81,9 @@ func (h *Handler) compliance(q *req) (*result, error) {
 	}}
 	kindC := chart{ID: "compliance-kind", Title: l.T("chart.compliance.kind"), lang: l}
 	for _, k := range kinds {
-		kindT.Rows = append(kindT.Rows, row{Key: k, Cells: []cell{enumCell(k, l.Enum("exception", k)), countCell(l, totals[k])}})
-		kindC.Bars = append(kindC.Bars, bar{Label: l.Enum("exception", k), Value: float64(totals[k]), Display: l.Int(totals[k])})
+		n := count(func(r *query.ComplianceRow) bool { return r.Kind == k })
+		kindT.Rows = append(kindT.Rows, row{Key: k, Cells: []cell{enumCell(k, l.Enum("exception", k)), optCountCell(l, n)}})
+		kindC.Bars = append(kindC.Bars, barOf(l, l.Enum("exception", k), n))
 	}
 	tables = append(tables, kindT)
 	body.Figures = append(body.Figures, figure{L: l, ID: "compliance-kind", Title: l.T("chart.compliance.kind"), Charts: []chart{kindC}, Table: kindT, CSV: csv(kindT.ID)})
@@ -96,13 +96,12 @@ func (h *Handler) compliance(q *req) (*result, error) {
 	officeC := chart{ID: "compliance-office", Title: l.T("chart.compliance.office"), lang: l}
 	for _, o := range offices {
 		cells := []cell{enumCell(o, l.Office(o))}
-		total := 0
 		for _, k := range kinds {
-			cells = append(cells, countCell(l, byOffice[o][k]))
-			total += byOffice[o][k]
+			cells = append(cells, optCountCell(l, count(func(r *query.ComplianceRow) bool { return r.Office == o && r.Kind == k })))
 		}
-		officeT.Rows = append(officeT.Rows, row{Key: o, Cells: append(cells, countCell(l, total))})
-		officeC.Bars = append(officeC.Bars, bar{Label: l.Office(o), Value: float64(total), Display: l.Int(total)})
+		total := count(func(r *query.ComplianceRow) bool { return r.Office == o && slices.Contains(kinds, r.Kind) })
+		officeT.Rows = append(officeT.Rows, row{Key: o, Cells: append(cells, optCountCell(l, total))})
+		officeC.Bars = append(officeC.Bars, barOf(l, l.Office(o), total))
 	}
 	tables = append(tables, officeT)
 	body.Figures = append(body.Figures, figure{L: l, ID: "compliance-office", Title: l.T("chart.compliance.office"), Charts: []chart{officeC}, Table: officeT, CSV: csv(officeT.ID)})

@@ -290,7 +290,9 @@ type ComplianceFilter struct {
 // group outside 6–15, the session that reached a repeat limit, a session
 // outside the support period.
 type ComplianceRow struct {
-	PathID      string    `json:"path_id"`
+	PathID string `json:"path_id"`
+	// WorkerRef is the worker's pseudonym, for counting workers, never shown.
+	WorkerRef   string    `json:"-"`
 	Office      string    `json:"office"`
 	Service     int       `json:"service"`
 	DeliveredAt time.Time `json:"delivered_at"`
@@ -299,6 +301,24 @@ type ComplianceRow struct {
 	// Justification is free text an operator wrote: it may name people, so
 	// edges drop it for principals without access to personal data.
 	Justification *string `json:"justification,omitempty"`
+}
+
+// ComplianceCount is how many of rows keep selects, or nil when suppress is
+// set (analysts) and they concern fewer than MinCellWorkers workers: a
+// count of exceptions can single a worker out as a count of people can.
+func ComplianceCount(rows []ComplianceRow, suppress bool, keep func(*ComplianceRow) bool) *int {
+	n := 0
+	workers := map[string]bool{}
+	for i := range rows {
+		if keep(&rows[i]) {
+			n++
+			workers[rows[i].WorkerRef] = true
+		}
+	}
+	if suppress && len(workers) < MinCellWorkers {
+		return nil
+	}
+	return &n
 }
 
 // PersonName is the part of a worker's personal data a listing needs to

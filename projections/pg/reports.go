@@ -239,7 +239,7 @@ func (r *Reader) Compliance(ctx context.Context, f query.ComplianceFilter) ([]qu
 	var a args
 	period := periodConds(&a, `s.delivered_at`, f.Period)
 	offices := officeConds(&a, `s.office`, f.Offices)
-	const cols = `s.path_id::text, s.office, s.service::integer, s.delivered_at, `
+	const cols = `s.path_id::text, s.worker_ref, s.office, s.service::integer, s.delivered_at, `
 	var branches []string
 	if want(query.ExceptionGroupSize) {
 		branches = append(branches, `SELECT `+cols+`'`+query.ExceptionGroupSize+`', s.group_size, s.justification, s.seq
@@ -260,7 +260,7 @@ func (r *Reader) Compliance(ctx context.Context, f query.ComplianceFilter) ([]qu
 		return []query.ComplianceRow{}, nil
 	}
 	sql := strings.Join(branches, "\nUNION ALL\n") + `
-		ORDER BY 4, 1, 5, 8`
+		ORDER BY 5, 1, 6, 9`
 	rows, err := r.pool.Query(ctx, sql, a...)
 	if err != nil {
 		return nil, err
@@ -270,7 +270,7 @@ func (r *Reader) Compliance(ctx context.Context, f query.ComplianceFilter) ([]qu
 	for rows.Next() {
 		var c query.ComplianceRow
 		var seq int64
-		if err := rows.Scan(&c.PathID, &c.Office, &c.Service, &c.DeliveredAt, &c.Kind, &c.GroupSize, &c.Justification, &seq); err != nil {
+		if err := rows.Scan(&c.PathID, &c.WorkerRef, &c.Office, &c.Service, &c.DeliveredAt, &c.Kind, &c.GroupSize, &c.Justification, &seq); err != nil {
 			return nil, err
 		}
 		c.DeliveredAt = c.DeliveredAt.UTC()
