@@ -307,6 +307,15 @@ func (s *Server) compliance(w http.ResponseWriter, r *http.Request, p access.Pri
 			totals[k] = query.ComplianceCount(rows, p.SuppressSmallCells(), func(r *query.ComplianceRow) bool { return r.Kind == k })
 		}
 	}
+	// The rows name paths and carry operators' free text: for an auditor
+	// the report is a read of each path it lists, as a listing is.
+	seen := map[string]bool{}
+	for _, c := range rows {
+		if p.SeesPersonalData() && !seen[c.PathID] {
+			seen[c.PathID] = true
+			s.recordRead(r, p, "compliance", c.PathID)
+		}
+	}
 	w.Header().Set("Vary", "Accept")
 	if !p.SeesPersonalData() {
 		// Analysts get aggregates only (API.md): the totals by kind, no

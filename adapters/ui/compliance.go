@@ -107,6 +107,14 @@ func (h *Handler) compliance(q *req) (*result, error) {
 	body.Figures = append(body.Figures, figure{L: l, ID: "compliance-office", Title: l.T("chart.compliance.office"), Charts: []chart{officeC}, Table: officeT, CSV: csv(officeT.ID)})
 
 	if !body.Aggregate {
+		// Each path listed is read, as the API records it for auditors.
+		seen := map[string]bool{}
+		for i, r := range rows {
+			if (q.csv || i < complianceRowsShown) && !seen[r.PathID] {
+				seen[r.PathID] = true
+				h.recordRead(q, "compliance", r.PathID)
+			}
+		}
 		t := &table{ID: "compliance-rows", Caption: l.T("compliance.rows"), Cols: []column{
 			{ID: "path_id", Label: l.T("col.path")},
 			{ID: "office", Label: l.T("col.office")},

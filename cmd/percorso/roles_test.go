@@ -769,6 +769,25 @@ func testAnalystCells(t *testing.T, e *rolesEnv) {
 			}
 		}
 	}
+	// An auditor's compliance report lists paths: a recorded read of each.
+	st, b, _ := e.http(t, keyAuditor).do("GET", compliance, "")
+	listed := map[string]bool{}
+	for _, r := range b["rows"].([]any) {
+		listed[r.(map[string]any)["path_id"].(string)] = true
+	}
+	if st != http.StatusOK || len(listed) != 2 {
+		t.Fatalf("auditor compliance: %d %v", st, b)
+	}
+	_, log, _ := e.http(t, keyAdmin).do("GET", "/v1/audit/reads?limit=1000&principal=test-auditor", "")
+	for _, r := range log["reads"].([]any) {
+		if r.(map[string]any)["action"] == "compliance" {
+			delete(listed, r.(map[string]any)["path_id"].(string))
+		}
+	}
+	if len(listed) != 0 {
+		t.Errorf("the auditor's compliance report left no read of %v", listed)
+	}
+
 	req, err := http.NewRequest("GET", e.m.HTTPURL()+compliance, nil)
 	if err != nil {
 		t.Fatal(err)
