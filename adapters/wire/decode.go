@@ -129,7 +129,7 @@ func checkShape(body []byte, t reflect.Type) error {
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
 		return fault.New(fault.Invalid, fault.CodeMalformedJSON, "request body must be a JSON object")
 	}
-	err = walkValue(dec, tok, t, "")
+	err = walkValue(dec, tok, t, "", 0)
 	if errors.Is(err, errSyntax) {
 		return nil
 	}
@@ -139,7 +139,14 @@ func checkShape(body []byte, t reflect.Type) error {
 // errSyntax stops the walk at malformed JSON, which the decoder reports.
 var errSyntax = errors.New("syntax")
 
-func walkValue(dec *json.Decoder, tok json.Token, t reflect.Type, path string) error {
+// maxDepth bounds the nesting of a body: API.md's go three levels deep,
+// and a body of a million brackets must not cost a million stack frames.
+const maxDepth = 32
+
+func walkValue(dec *json.Decoder, tok json.Token, t reflect.Type, path string, depth int) error {
+	if depth > maxDepth {
+		return fault.New(fault.Invalid, fault.CodeMalformedJSON, "request body is nested more than %d levels deep", maxDepth)
+	}
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -158,7 +165,7 @@ func walkValue(dec *json.Decoder, tok json.Token, t reflect.Type, path string) e
 			if err != nil {
 				return errSyntax
 			}
-			if err := walkValue(dec, tok, elem, path); err != nil {
+			if err := walkValue(dec, tok, elem, path, depth+1); err != nil {
 				return err
 			}
 		}
@@ -197,7 +204,7 @@ func walkValue(dec *json.Decoder, tok json.Token, t reflect.Type, path string) e
 			if required && tok == nil {
 				return requiredError(at)
 			}
-			if err := walkValue(dec, tok, ft, at); err != nil {
+			if err := walkValue(dec, tok, ft, at, depth+1); err != nil {
 				return err
 			}
 		}

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/percorso/percorso/domain/fault"
@@ -19,6 +20,7 @@ func TestDecodeRefuses(t *testing.T) {
 		{"string", `"service"`, fault.CodeMalformedJSON, ""},
 		{"truncated", `{"service":1,`, fault.CodeMalformedJSON, ""},
 		{"trailing data", `{"service":1} {}`, fault.CodeMalformedJSON, ""},
+		{"nested too deeply", `{"pact":` + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}`, fault.CodeMalformedJSON, ""},
 		{"invalid UTF-8", "{\"justification\":\"gruppo\xff\xfe\"}", fault.CodeMalformedJSON, ""},
 		{"unknown field", `{"colour":"red"}`, fault.CodeUnknownField, "colour"},
 		{"name in another case", `{"Service":1}`, fault.CodeUnknownField, "Service"},
