@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/percorso/percorso/domain/workerpath"
 	"github.com/percorso/percorso/eventstore"
 	"github.com/percorso/percorso/projections/pg"
 )
@@ -351,7 +352,11 @@ func (r *Runner) decode(ctx context.Context, seq uint64, m jetstream.Msg) (pg.It
 	if err != nil {
 		return pg.Item{}, &pg.PoisonError{Seq: seq, Err: err}
 	}
-	ev, err := r.codec.Decode(ctx, env.Type, env.SchemaVersion, env.Data, eventstore.DecodeOptions{})
+	// The read models keep the worker's personal data (TakenInCharge), not
+	// a traineeship host's: only the former is opened, so a key store away
+	// holds up no other event.
+	opt := eventstore.DecodeOptions{SkipPersonal: env.Type != workerpath.TypeTakenInCharge}
+	ev, err := r.codec.Decode(ctx, env.Type, env.SchemaVersion, env.Data, opt)
 	var openErr *eventstore.OpenError
 	if errors.As(err, &openErr) {
 		return pg.Item{}, fmt.Errorf("event %d: %w", seq, err) // the key store may be back soon
