@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/percorso/percorso/domain/query"
 	"github.com/percorso/percorso/domain/workerpath"
@@ -139,19 +140,32 @@ func state(p *workerpath.Path, version uint64) *query.PathState {
 // Verify recomputes the path's chain from the stream.
 func (a *Auditor) Verify(ctx context.Context, pathID string) (*query.Verification, error) {
 	// Counted before the chain is read: appends in between only lengthen
-	// the chain, so a chain shorter than the count is never a race.
+	// the chain. On a replicated stream the chain may come from a replica
+	// a moment behind the count's leader, so a chain shorter than the count
+	// is read again a few times before it is reported.
 	var stored uint64
+	var envs []*eventstore.Envelope
 	counter, counts := a.store.(PathCounter)
-	if counts {
-		n, err := counter.CountPath(ctx, pathID)
-		if err != nil {
+	for try := 0; ; try++ {
+		if counts {
+			n, err := counter.CountPath(ctx, pathID)
+			if err != nil {
+				return nil, err
+			}
+			stored = n
+		}
+		var err error
+		if envs, err = a.store.ReadPath(ctx, pathID); err != nil {
 			return nil, err
 		}
-		stored = n
-	}
-	envs, err := a.store.ReadPath(ctx, pathID)
-	if err != nil {
-		return nil, err
+		if !counts || stored <= uint64(len(envs)) || try == 4 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(try+1) * 25 * time.Millisecond):
+		}
 	}
 	if len(envs) == 0 {
 		return nil, query.ErrNotFound
