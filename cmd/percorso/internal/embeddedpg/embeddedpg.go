@@ -463,26 +463,41 @@ func RunningURL(dataDir string) (string, error) {
 // ensurePassword returns the superuser's password, creating it (random, in
 // a 0600 file of the data directory) the first time.
 func (s *Server) ensurePassword() (string, error) {
+	pw, _, err := s.loadOrCreatePassword()
+	return pw, err
+}
+
+// loadOrCreatePassword is ensurePassword, also saying whether the password was made
+// just now. The file is synced, and so is its directory: a cluster that
+// asks for a password and a password file lost in a crash would lock
+// percorso out of its own read models.
+func (s *Server) loadOrCreatePassword() (pw string, created bool, err error) {
 	if b, err := os.ReadFile(s.pwFile); err == nil && len(strings.TrimSpace(string(b))) > 0 {
 		s.password = strings.TrimSpace(string(b))
-		return s.password, nil
+		return s.password, false, nil
 	} else if err != nil && !os.IsNotExist(err) {
-		return "", err
+		return "", false, err
 	}
 	buf := make([]byte, 24)
 	if _, err := rand.Read(buf); err != nil {
-		return "", err
+		return "", false, err
 	}
-	pw := hex.EncodeToString(buf)
+	pw = hex.EncodeToString(buf)
 	tmp := s.pwFile + ".tmp"
-	if err := os.WriteFile(tmp, []byte(pw+"\n"), 0o600); err != nil {
-		return "", err
+	if err := os.WriteFile(tmp, nil, 0o600); err != nil {
+		return "", false, err
+	}
+	if err := writeSynced(tmp, os.O_TRUNC, pw+"\n"); err != nil {
+		return "", false, err
 	}
 	if err := os.Rename(tmp, s.pwFile); err != nil {
-		return "", err
+		return "", false, err
+	}
+	if err := syncDir(filepath.Dir(s.pwFile)); err != nil {
+		return "", false, err
 	}
 	s.password = pw
-	return pw, nil
+	return pw, true, nil
 }
 
 // lockDown makes sure the running server asks for the password: the
@@ -491,7 +506,7 @@ func (s *Server) ensurePassword() (string, error) {
 // at their next start (every step is idempotent, so an interrupted one is
 // finished by the start after).
 func (s *Server) lockDown(ctx context.Context) error {
-	pw, err := s.ensurePassword()
+	pw, created, err := s.loadOrCreatePassword()
 	if err != nil {
 		return fmt.Errorf("password: %w", err)
 	}
@@ -510,6 +525,11 @@ func (s *Server) lockDown(ctx context.Context) error {
 		}
 	}
 	if !trusting {
+		if created {
+			// The cluster asks for a password nobody has any more.
+			os.Remove(s.pwFile)
+			return fmt.Errorf("the cluster asks for a password but %s was missing: restore it from a backup of the data directory (or, to reset it, set the method of pg_hba.conf's lines in %s back to trust and start again)", s.pwFile, s.pgdata)
+		}
 		return nil
 	}
 	conn, err := pgx.Connect(ctx, s.urlOf("postgres"))

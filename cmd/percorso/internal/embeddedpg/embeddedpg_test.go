@@ -197,6 +197,31 @@ func TestTrustingClusterLockedDown(t *testing.T) {
 	}
 }
 
+// TestLostPasswordFileSaysSo: a cluster that asks for a password, and a
+// data directory that lost the password file, is refused with the way out
+// rather than with an authentication error.
+func TestLostPasswordFileSaysSo(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	stopServer(t, startServer(t, dataDir))
+	if err := os.Remove(filepath.Join(dataDir, "postgres.password")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	s, err := Start(ctx, dataDir, nil)
+	if err == nil {
+		s.Stop(context.Background())
+		t.Fatal("started without the password the cluster asks for")
+	}
+	if !strings.Contains(err.Error(), "postgres.password was missing") {
+		t.Errorf("error %q does not say the password file is missing", err)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "postgres.password")); !os.IsNotExist(err) {
+		t.Errorf("a new password file was left behind for a cluster that does not know it: %v", err)
+	}
+}
+
 // TestRestartKeepsData walks one cluster through the restarts a deployment
 // sees: a clean stop, a start with the persisted port taken by someone else,
 // and a percorso killed without stopping its server.
