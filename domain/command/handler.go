@@ -93,7 +93,7 @@ func (h *Handler) execute(ctx context.Context, r Request, run attempt) (Result, 
 		if ambiguous {
 			// A replica that serves reads may lag the write a moment.
 			if err := sleep(ctx, time.Duration(i)*10*time.Millisecond); err != nil {
-				return Result{}, unavailable(lastErr)
+				return Result{}, outcomeUnknown(lastErr)
 			}
 		}
 		d, done, err := run(ctx, cmdID, fresh, h.Now())
@@ -132,7 +132,7 @@ func (h *Handler) execute(ctx context.Context, r Request, run attempt) (Result, 
 				// state; a landed command is found by its id.
 				lastErr, ambiguous = err, true
 				if ctx.Err() != nil {
-					return Result{}, unavailable(err)
+					return Result{}, outcomeUnknown(err)
 				}
 				continue
 			}
@@ -144,11 +144,14 @@ func (h *Handler) execute(ctx context.Context, r Request, run attempt) (Result, 
 			// key finds the command by its id on the path while the path
 			// remembers it (snapshots keep the latest command ids only), so
 			// the record is written with a few tries before giving up.
+			// The command happened whether or not its caller still waits.
+			putCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			for try := 0; try < 3; try++ {
-				if h.idem.Put(ctx, cmdID, Record{Digest: r.Digest, Result: res}) == nil || sleep(ctx, time.Duration(try+1)*20*time.Millisecond) != nil {
+				if h.idem.Put(putCtx, cmdID, Record{Digest: r.Digest, Result: res}) == nil || sleep(putCtx, time.Duration(try+1)*20*time.Millisecond) != nil {
 					break
 				}
 			}
+			cancel()
 		}
 		return res, nil
 	}
