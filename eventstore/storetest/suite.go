@@ -608,13 +608,19 @@ func testErasure(f *fixture) {
 	}
 }
 
-func testTamper(f *fixture) {
+// forgeable is a path of three verified events to forge messages on; the
+// test is skipped when the harness cannot forge.
+func forgeable(f *fixture) (string, []*eventstore.Envelope) {
 	if f.h.Forge == nil {
 		f.t.Skip("the harness cannot forge messages")
 	}
 	p, _, v := f.open(f.h.Store)
 	f.deliver(f.h.Store, p, v, 2)
-	envs := f.verify(f.h.Store, p, 3)
+	return p, f.verify(f.h.Store, p, 3)
+}
+
+func testTamper(f *fixture) {
+	p, envs := forgeable(f)
 	head := envs[2]
 
 	// An altered copy of the last session: its data no longer match its hash.
@@ -657,12 +663,7 @@ func testTamper(f *fixture) {
 // the path's audit verification still fails, because the subject holds
 // more messages than the chain links.
 func testSkippingForgery(f *fixture) {
-	if f.h.Forge == nil {
-		f.t.Skip("the harness cannot forge messages")
-	}
-	p, _, v := f.open(f.h.Store)
-	f.deliver(f.h.Store, p, v, 2)
-	envs := f.verify(f.h.Store, p, 3)
+	p, envs := forgeable(f)
 	ok, err := audit.New(f.h.Store, nil).Verify(f.ctx, p)
 	if err != nil || !ok.OK {
 		f.t.Fatalf("the untouched path: %+v, %v", ok, err)

@@ -4,9 +4,26 @@ import (
 	"context"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/percorso/percorso/projections/pg"
 	"github.com/percorso/percorso/projections/pgtest"
 )
+
+// migratedAt is the live read models' schema, migrated, in the database
+// at url.
+func migratedAt(t *testing.T, url string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pg.Connect(context.Background(), url, pg.LiveSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := pg.Migrate(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
 
 // owned is what a partition's runner hands its projector: the partition's
 // events, and the others' as bare positions.
@@ -30,14 +47,7 @@ func owned(items []pg.Item, part pg.Partition) []pg.Item {
 func TestSwitchUnderProjectorBehindAnotherLayout(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.New(t)
-	pool, err := pg.Connect(ctx, url, pg.LiveSchema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := pg.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := migratedAt(t, url)
 	items := workload(3)
 	ahead, switched := len(items)*2/3, len(items)/3
 	for _, part := range []pg.Partition{{Index: 0, Count: 2}, {Index: 1, Count: 2}} {
@@ -67,14 +77,7 @@ func TestSwitchUnderProjectorBehindAnotherLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	want, err := pg.Connect(ctx, pgtest.New(t), pg.LiveSchema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(want.Close)
-	if err := pg.Migrate(ctx, want); err != nil {
-		t.Fatal(err)
-	}
+	want := migratedAt(t, pgtest.New(t))
 	if err := pg.NewProjector(want).Apply(ctx, items); err != nil {
 		t.Fatal(err)
 	}

@@ -256,7 +256,7 @@ func (s *Server) initdb(ctx context.Context) error {
 	// Password authentication: see superuser. The C locale keeps sorting
 	// and indexes identical on every machine and immune to glibc collation
 	// changes.
-	pw, err := s.ensurePassword()
+	pw, _, err := s.loadOrCreatePassword()
 	if err != nil {
 		return err
 	}
@@ -460,17 +460,11 @@ func RunningURL(dataDir string) (string, error) {
 	return s.URL(), nil
 }
 
-// ensurePassword returns the superuser's password, creating it (random, in
-// a 0600 file of the data directory) the first time.
-func (s *Server) ensurePassword() (string, error) {
-	pw, _, err := s.loadOrCreatePassword()
-	return pw, err
-}
-
-// loadOrCreatePassword is ensurePassword, also saying whether the password was made
-// just now. The file is synced, and so is its directory: a cluster that
-// asks for a password and a password file lost in a crash would lock
-// percorso out of its own read models.
+// loadOrCreatePassword returns the superuser's password, creating it
+// (random, in a 0600 file of the data directory) the first time, and says
+// whether it was made just now. The file is synced, and so is its
+// directory: a cluster that asks for a password and a password file lost
+// in a crash would lock percorso out of its own read models.
 func (s *Server) loadOrCreatePassword() (pw string, created bool, err error) {
 	if b, err := os.ReadFile(s.pwFile); err == nil && len(strings.TrimSpace(string(b))) > 0 {
 		s.password = strings.TrimSpace(string(b))
